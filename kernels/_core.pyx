@@ -1,0 +1,712 @@
+# cython: language_level=3
+"""kernels._core: the glue between the Python workbench and the C engine.
+
+Owns: the C structs of a network (slide_net) and of each thread's scratch
+(slide_thread), the parallel loops (OpenMP through prange, without the GIL)
+over the samples of a batch, the rows of an Adam update and the neurons of a
+rehash, and the lookup of kernels in the compiled registry.
+
+Does not own: memory layout decisions, validation and policy. The Python
+side (workbench.network) allocates every array, validates every index and
+size before calling in, and keeps the arrays alive as long as this object.
+Nothing here allocates inside the batch loop.
+"""
+
+cimport numpy as cnp
+from cython.parallel cimport parallel, prange, threadid
+from libc.stdint cimport int8_t, int32_t, int64_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport calloc, free
+from libc.string cimport memset
+
+import numpy as np
+
+cnp.import_array()
+
+
+cdef extern from "slide/registry.h" nogil:
+    ctypedef uint16_t bf16_t
+
+    ctypedef struct slide_mat:
+        float *w
+        bf16_t *wb
+        float *b
+        int64_t ld
+        int32_t rows
+        int32_t cols
+
+    ctypedef struct slide_adam_params:
+        float lr_t
+        float beta1
+        float beta2
+        float eps
+
+    ctypedef void (*slide_fwd_rows_fn)(const slide_mat *m, const int32_t *xi, const float *xv, int32_t nx,
+                                       const int32_t *ids, int32_t n, float *z)
+    ctypedef void (*slide_bwd_rows_fn)(const slide_mat *m, float *gW, float *gb, const int32_t *xi,
+                                       const float *xv, int32_t nx, const int32_t *ids, const float *g,
+                                       int32_t n, float *dx)
+    ctypedef void (*slide_fwd_cols_fn)(const slide_mat *m, const int32_t *xi, const float *xv, int32_t nx,
+                                       const int32_t *ids, int32_t n, float *z)
+    ctypedef void (*slide_bwd_cols_fn)(const slide_mat *m, float *gW, float *gb, const int32_t *xi,
+                                       const float *xv, int32_t nx, const int32_t *ids, const float *g,
+                                       int32_t n, float *dx)
+    ctypedef void (*slide_adam_fn)(float *w, bf16_t *wb, float *m, float *v, float *g, int64_t ld, int32_t cols,
+                                   const int32_t *rows, int64_t nrows, const slide_adam_params *p)
+
+    ctypedef struct slide_hasher:
+        int32_t family
+        int32_t dim
+        int32_t K
+        int32_t L
+        int32_t H
+        int32_t bin_size
+        int32_t bits
+        int32_t shift
+        int32_t range_pow
+        int32_t n_perm
+        uint64_t seed
+        const int32_t *coord_of_slot
+        const int32_t *slot_of_coord
+        const int8_t *srp_coef
+
+    ctypedef struct slide_hash_scratch:
+        float *best
+        int32_t *arg
+        float *dense
+
+    ctypedef void (*slide_hash_fn)(const slide_hasher *hs, slide_hash_scratch *sc, const int32_t *xi,
+                                   const float *xv, int32_t nx, uint32_t *out)
+
+    ctypedef struct slide_tables:
+        int32_t L
+        int32_t range_pow
+        int32_t capacity
+        int32_t policy
+        int32_t n_items
+        uint64_t seed
+        uint32_t *offsets
+        int32_t *ids
+
+    ctypedef struct slide_rng:
+        uint64_t key
+        uint64_t ctr
+
+    enum: SLIDE_MAX_LAYERS
+    enum: SLIDE_N_PHASES
+    enum: SLIDE_LAYOUT_ROWMAJOR
+    enum: SLIDE_LAYOUT_TRANSPOSED
+
+    ctypedef struct slide_layer:
+        int32_t n_in
+        int32_t n_out
+        int32_t layout
+        int32_t lsh
+        int32_t sampling
+        int32_t top_k
+        int32_t threshold
+        int32_t min_active
+        slide_mat W
+        float *gW
+        float *gb
+        float *mW
+        float *vW
+        float *mb
+        float *vb
+        slide_fwd_rows_fn fwd_rows
+        slide_bwd_rows_fn bwd_rows
+        slide_fwd_cols_fn fwd_cols
+        slide_bwd_cols_fn bwd_cols
+        slide_adam_fn adam
+        slide_hash_fn hash
+        slide_hasher hs
+        slide_tables tables
+        int32_t *row_stamp
+        int32_t *bias_stamp
+        int32_t all_rows_touched
+        int32_t all_bias_touched
+
+    ctypedef struct slide_net:
+        int32_t n_layers
+        int32_t compat
+        int32_t track_touched
+        slide_layer layers[8]
+
+    ctypedef struct slide_thread:
+        int32_t *ids[8]
+        float *val[8]
+        float *grad[8]
+        float *dx[8]
+        int32_t n[8]
+        int32_t dense[8]
+        int32_t *stamp[8]
+        int32_t *count[8]
+        int32_t epoch[8]
+        uint32_t *hashes
+        uint32_t *buckets
+        slide_hash_scratch hsc[8]
+        float *sel_val
+        int32_t *sel_id
+        int32_t hist_len
+        int32_t *hist
+        int64_t phase_ns[4]
+        int64_t active_sum[8]
+        int64_t cand_sum[8]
+        int64_t samples
+        int64_t labels_total
+        int64_t labels_found
+        slide_rng rng
+
+    ctypedef void (*slide_any_fn)()
+    ctypedef struct slide_kernel_entry:
+        const char *op
+        const char *dtype
+        const char *isa
+        slide_any_fn fn
+
+    const slide_kernel_entry slide_registry[]
+    const int slide_registry_len
+
+    uint64_t slide_key(uint64_t a, uint64_t b)
+    int32_t slide_srp_coef(uint64_t seed, int32_t h, int32_t c)
+    void slide_bucket_ids(const slide_hasher *hs, const uint32_t *hashes, uint32_t *ids)
+    void slide_table_build_one(slide_tables *T, int32_t t, const uint32_t *bids, uint32_t *seen)
+    float slide_train_sample(slide_net *net, slide_thread *th, const int32_t *xi, const float *xv, int32_t nx,
+                             const int32_t *labels, int32_t n_labels, float scale, int32_t batch)
+    void slide_predict_sample(const slide_net *net, slide_thread *th, const int32_t *xi, const float *xv,
+                              int32_t nx, int dense, int32_t k, int32_t *top)
+    void slide_hash_scalar(const slide_hasher *hs, slide_hash_scratch *sc, const int32_t *xi, const float *xv,
+                           int32_t nx, uint32_t *out)
+    int64_t slide_now_ns()
+
+
+PHASES = ("hash", "query", "forward", "backward")
+
+# Stand-ins for the data pointers of empty arrays: a NULL index pointer means
+# "dense input" to the kernels, so an empty sparse input must not be NULL.
+cdef int32_t _EMPTY_I[1]
+cdef float _EMPTY_V[1]
+_EMPTY_I[0] = 0
+_EMPTY_V[0] = 0
+MAX_LAYERS = SLIDE_MAX_LAYERS
+cdef int ADAM_CHUNK = 2048
+
+
+def kernel_registry():
+    """Every compiled kernel as (op, dtype, isa) tuples, in registry order."""
+    return [(slide_registry[i].op.decode(), slide_registry[i].dtype.decode(), slide_registry[i].isa.decode())
+            for i in range(slide_registry_len)]
+
+
+cdef slide_any_fn _lookup(str op, str name) except NULL:
+    """Function pointer of the registry entry op + 'dtype/isa'."""
+    parts = name.split("/")
+    if len(parts) != 2:
+        raise ValueError(f"kernel name must be 'dtype/isa', got {name!r}")
+    dtype, isa = parts
+    cdef bytes bop = op.encode(), bdt = dtype.encode(), bisa = isa.encode()
+    for i in range(slide_registry_len):
+        if slide_registry[i].op == bop and slide_registry[i].dtype == bdt and slide_registry[i].isa == bisa:
+            return slide_registry[i].fn
+    raise KeyError(f"no compiled kernel {op}/{dtype}/{isa}")
+
+
+cdef void* _ptr(object a, object dtype, str what, bint writable=True) except? NULL:
+    """Data pointer of a C-contiguous array of the given dtype (None -> NULL)."""
+    if a is None:
+        return NULL
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{what}: expected a numpy array, got {type(a).__name__}")
+    if a.dtype != dtype:
+        raise TypeError(f"{what}: expected dtype {np.dtype(dtype)}, got {a.dtype}")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{what}: array must be C-contiguous")
+    if writable and not a.flags.writeable:
+        raise ValueError(f"{what}: array must be writable")
+    if a.size == 0:
+        return NULL
+    return cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
+cdef class Engine:
+    """A network's C state: layers (pointers into arrays owned by Python),
+    kernels, per-thread scratch. Built by workbench.network.Network."""
+
+    cdef slide_net net
+    cdef slide_thread *th
+    cdef int max_threads
+    cdef list _keep
+    cdef list _layer_keep
+    cdef int32_t *rowbuf  # ADAM_CHUNK ids per thread
+    cdef float *colbuf    # per-thread gather buffer for hashing transposed columns
+    cdef int64_t colbuf_len
+
+    def __cinit__(self):
+        memset(&self.net, 0, sizeof(slide_net))
+        self.th = NULL
+        self.rowbuf = NULL
+        self.colbuf = NULL
+        self.max_threads = 0
+        self._keep = []
+        self._layer_keep = []
+
+    def __dealloc__(self):
+        free(self.th)
+        free(self.rowbuf)
+        free(self.colbuf)
+
+    def __init__(self, int max_threads, bint compat=False, bint track_touched=True):
+        if max_threads < 1:
+            raise ValueError("max_threads must be >= 1")
+        self.max_threads = max_threads
+        self.net.compat = compat
+        self.net.track_touched = track_touched
+
+    @property
+    def n_layers(self):
+        return self.net.n_layers
+
+    def add_layer(self, *, int n_in, int n_out, int layout, W, Wb, b, gW, gb, mW, vW, mb, vb,
+                  row_stamp, bias_stamp, bint lsh=False, int sampling=0, int top_k=0, int threshold=1,
+                  int min_active=0, dict hasher=None, dict tables=None):
+        """Append a layer. Arrays are checked for dtype and contiguity here;
+        their shapes were validated by the caller (workbench.network)."""
+        if self.net.n_layers >= SLIDE_MAX_LAYERS:
+            raise ValueError(f"at most {SLIDE_MAX_LAYERS} layers")
+        if self.th != NULL:
+            raise RuntimeError("add_layer after finalize")
+        cdef slide_layer *L = &self.net.layers[self.net.n_layers]
+        memset(L, 0, sizeof(slide_layer))
+        L.n_in = n_in
+        L.n_out = n_out
+        L.layout = layout
+        L.W.w = <float*>_ptr(W, np.float32, "W")
+        L.W.wb = <bf16_t*>_ptr(Wb, np.uint16, "Wb")
+        L.W.b = <float*>_ptr(b, np.float32, "b")
+        L.W.ld = W.shape[1]
+        L.W.rows = W.shape[0]
+        L.W.cols = n_in if layout == SLIDE_LAYOUT_ROWMAJOR else n_out
+        L.gW = <float*>_ptr(gW, np.float32, "gW")
+        L.gb = <float*>_ptr(gb, np.float32, "gb")
+        L.mW = <float*>_ptr(mW, np.float32, "mW")
+        L.vW = <float*>_ptr(vW, np.float32, "vW")
+        L.mb = <float*>_ptr(mb, np.float32, "mb")
+        L.vb = <float*>_ptr(vb, np.float32, "vb")
+        L.row_stamp = <int32_t*>_ptr(row_stamp, np.int32, "row_stamp")
+        L.bias_stamp = <int32_t*>_ptr(bias_stamp, np.int32, "bias_stamp")
+        L.lsh = lsh
+        L.sampling = sampling
+        L.top_k = top_k
+        L.threshold = threshold
+        L.min_active = min_active
+        keep = [W, Wb, b, gW, gb, mW, vW, mb, vb, row_stamp, bias_stamp]
+        if lsh:
+            self._set_hasher(L, hasher, keep)
+            self._set_tables(L, tables, keep)
+        self._layer_keep.append(keep)
+        self.net.n_layers += 1
+
+    cdef _set_hasher(self, slide_layer *L, dict h, list keep):
+        L.hs.family = h["family"]
+        L.hs.dim = h["dim"]
+        L.hs.K = h["K"]
+        L.hs.L = h["L"]
+        L.hs.H = h["K"] * h["L"]
+        L.hs.bin_size = h["bin_size"]
+        L.hs.bits = h["bits"]
+        L.hs.shift = h["shift"]
+        L.hs.range_pow = h["range_pow"]
+        L.hs.n_perm = h["n_perm"]
+        L.hs.seed = h["seed"]
+        L.hs.coord_of_slot = <const int32_t*>_ptr(h.get("coord_of_slot"), np.int32, "coord_of_slot", False)
+        L.hs.slot_of_coord = <const int32_t*>_ptr(h.get("slot_of_coord"), np.int32, "slot_of_coord", False)
+        L.hs.srp_coef = <const int8_t*>_ptr(h.get("srp_coef"), np.int8, "srp_coef", False)
+        keep.append(h)
+
+    def set_hasher_seed(self, int l, uint64_t seed):
+        """Point layer l at redrawn hash functions (arrays refilled in place)."""
+        self._check_layer(l)
+        self.net.layers[l].hs.seed = seed
+
+    cdef _set_tables(self, slide_layer *L, dict t, list keep):
+        L.tables.L = t["L"]
+        L.tables.range_pow = t["range_pow"]
+        L.tables.capacity = t["capacity"]
+        L.tables.policy = t["policy"]
+        L.tables.n_items = t["n_items"]
+        L.tables.seed = t["seed"]
+        L.tables.offsets = <uint32_t*>_ptr(t["offsets"], np.uint32, "offsets")
+        L.tables.ids = <int32_t*>_ptr(t["ids"], np.int32, "table ids")
+        keep.append(t)
+
+    def set_kernels(self, int l, str fwd_rows, str bwd_rows, str fwd_cols, str bwd_cols, str adam, str hash):
+        """Bind layer l's ops to registry entries named 'dtype/isa'."""
+        self._check_layer(l)
+        cdef slide_layer *L = &self.net.layers[l]
+        L.fwd_rows = <slide_fwd_rows_fn>_lookup("fwd_rows", fwd_rows)
+        L.bwd_rows = <slide_bwd_rows_fn>_lookup("bwd_rows", bwd_rows)
+        L.fwd_cols = <slide_fwd_cols_fn>_lookup("fwd_cols", fwd_cols)
+        L.bwd_cols = <slide_bwd_cols_fn>_lookup("bwd_cols", bwd_cols)
+        L.adam = <slide_adam_fn>_lookup("adam", adam)
+        L.hash = <slide_hash_fn>_lookup("hash", hash)
+
+    cdef _check_layer(self, int l):
+        if l < 0 or l >= self.net.n_layers:
+            raise IndexError(f"layer {l} out of range [0, {self.net.n_layers})")
+
+    def finalize(self):
+        """Allocate per-thread scratch (numpy arrays kept alive here). Returns its size in bytes."""
+        if self.th != NULL:
+            raise RuntimeError("finalize called twice")
+        cdef int T = self.max_threads
+        cdef int nl = self.net.n_layers
+        cdef int l, t
+        cdef slide_layer *L
+        self.th = <slide_thread*>calloc(T, sizeof(slide_thread))
+        self.rowbuf = <int32_t*>calloc(T * ADAM_CHUNK, sizeof(int32_t))
+        if self.th == NULL or self.rowbuf == NULL:
+            raise MemoryError()
+        max_out = 64
+        max_H = 1
+        max_L = 1
+        max_col = 0
+        for l in range(nl):
+            L = &self.net.layers[l]
+            if L.lsh:
+                max_out = max(max_out, L.n_out)
+                max_H = max(max_H, L.hs.H)
+                max_L = max(max_L, L.hs.L)
+                if L.layout == SLIDE_LAYOUT_TRANSPOSED:
+                    max_col = max(max_col, L.n_in)
+        self.colbuf_len = max_col
+        if max_col:
+            self.colbuf = <float*>calloc(T * max_col, sizeof(float))
+            if self.colbuf == NULL:
+                raise MemoryError()
+        nbytes = T * (ADAM_CHUNK * 4 + max_col * 4)
+
+        def arr(n, dt):
+            a = np.zeros(max(int(n), 1), dtype=dt)
+            self._keep.append(a)
+            return a
+
+        for t in range(T):
+            for l in range(nl):
+                L = &self.net.layers[l]
+                self.th[t].ids[l] = <int32_t*>_ptr(arr(L.n_out, np.int32), np.int32, "ids")
+                self.th[t].val[l] = <float*>_ptr(arr(L.n_out, np.float32), np.float32, "val")
+                self.th[t].grad[l] = <float*>_ptr(arr(L.n_out, np.float32), np.float32, "grad")
+                self.th[t].dx[l] = <float*>_ptr(arr(L.n_out, np.float32), np.float32, "dx")
+                nbytes += 16 * L.n_out
+                if L.lsh:
+                    self.th[t].stamp[l] = <int32_t*>_ptr(arr(L.n_out, np.int32), np.int32, "stamp")
+                    self.th[t].count[l] = <int32_t*>_ptr(arr(L.n_out, np.int32), np.int32, "count")
+                    self.th[t].hsc[l].best = <float*>_ptr(arr(L.hs.H, np.float32), np.float32, "best")
+                    self.th[t].hsc[l].arg = <int32_t*>_ptr(arr(L.hs.H, np.int32), np.int32, "arg")
+                    nbytes += 8 * L.n_out + 8 * L.hs.H
+                    # WTA over a sparse input scatters into a dense scratch
+                    if L.hs.family == 1 and (l == 0 or self.net.layers[l - 1].lsh):
+                        self.th[t].hsc[l].dense = <float*>_ptr(arr(L.n_in, np.float32), np.float32, "dense")
+                        nbytes += 4 * L.n_in
+            self.th[t].hashes = <uint32_t*>_ptr(arr(max_H, np.uint32), np.uint32, "hashes")
+            self.th[t].buckets = <uint32_t*>_ptr(arr(max_L, np.uint32), np.uint32, "buckets")
+            self.th[t].sel_val = <float*>_ptr(arr(max_out, np.float32), np.float32, "sel_val")
+            self.th[t].sel_id = <int32_t*>_ptr(arr(max_out, np.int32), np.int32, "sel_id")
+            self.th[t].hist_len = max_L + 2
+            self.th[t].hist = <int32_t*>_ptr(arr(max_L + 2, np.int32), np.int32, "hist")
+            nbytes += 4 * (max_H + max_L + 2 * max_out + max_L + 2)
+        return nbytes
+
+    cdef _check_ready(self, int n_threads):
+        if self.th == NULL:
+            raise RuntimeError("engine not finalized")
+        if n_threads < 1 or n_threads > self.max_threads:
+            raise ValueError(f"n_threads must be in [1, {self.max_threads}]")
+
+    def train_batch(self, const int64_t[::1] indptr, const int32_t[::1] indices, const float[::1] values,
+                    const int64_t[::1] label_indptr, const int32_t[::1] labels, const int64_t[::1] order,
+                    int64_t start, int64_t stop, int32_t batch_id, uint64_t rng_seed, float scale,
+                    int n_threads):
+        """Forward+backward of samples order[start:stop] in parallel (HOGWILD).
+        Gradients accumulate into the shared gW/gb; touched rows get stamped
+        with batch_id. Returns (sum of losses, number of samples with labels)."""
+        self._check_ready(n_threads)
+        if start < 0 or stop > order.shape[0] or start > stop:
+            raise IndexError("batch range out of bounds")
+        cdef int64_t i, s, a, z
+        cdef int tid
+        cdef slide_thread *th
+        cdef double total = 0.0
+        cdef int64_t counted = 0
+        cdef float loss
+        cdef const int32_t *xi
+        cdef const float *xv
+        cdef const int32_t *yl
+        tid = 0
+        th = NULL
+        xi = &indices[0] if indices.shape[0] else _EMPTY_I
+        xv = &values[0] if values.shape[0] else _EMPTY_V
+        yl = &labels[0] if labels.shape[0] else _EMPTY_I
+        with nogil, parallel(num_threads=n_threads):
+            tid = threadid()
+            th = &self.th[tid]
+            for i in prange(start, stop, schedule="dynamic", chunksize=1):
+                s = order[i]
+                a = indptr[s]
+                z = label_indptr[s]
+                th.rng.key = slide_key(rng_seed, <uint64_t>s)
+                th.rng.ctr = 0
+                loss = slide_train_sample(&self.net, th, xi + a, xv + a, <int32_t>(indptr[s + 1] - a),
+                                          yl + z, <int32_t>(label_indptr[s + 1] - z), scale, batch_id)
+                total += loss
+                if label_indptr[s + 1] > z:
+                    counted += 1
+        return total, counted
+
+    def update(self, int l, double lr_t, double beta1, double beta2, double eps, int32_t batch_id,
+               bint dense, int n_threads):
+        """Adam on layer l: every row (dense) or the rows stamped with batch_id (sparse)."""
+        self._check_ready(n_threads)
+        self._check_layer(l)
+        cdef slide_layer *L = &self.net.layers[l]
+        cdef slide_adam_params p
+        p.lr_t = lr_t
+        p.beta1 = beta1
+        p.beta2 = beta2
+        p.eps = eps
+        cdef bint all_rows = dense or L.all_rows_touched or not self.net.track_touched
+        cdef bint all_bias = dense or not self.net.track_touched or (
+            L.all_bias_touched if L.layout == SLIDE_LAYOUT_TRANSPOSED else L.all_rows_touched)
+        self._adam_matrix(L.adam, L.W.w, L.W.wb, L.mW, L.vW, L.gW, L.W.ld, L.W.cols, L.W.rows,
+                          L.row_stamp, batch_id, all_rows, &p, n_threads)
+        cdef int32_t *bstamp = L.bias_stamp if L.layout == SLIDE_LAYOUT_TRANSPOSED else L.row_stamp
+        self._adam_matrix(L.adam, L.W.b, NULL, L.mb, L.vb, L.gb, 1, 1, L.n_out, bstamp, batch_id, all_bias,
+                          &p, n_threads)
+        L.all_rows_touched = 0
+        L.all_bias_touched = 0
+
+    cdef void _adam_matrix(self, slide_adam_fn adam, float *w, bf16_t *wb, float *m, float *v, float *g, int64_t ld, int32_t cols,
+                           int64_t rows, const int32_t *stamp, int32_t batch_id, bint all_rows,
+                           const slide_adam_params *p, int n_threads) noexcept nogil:
+        cdef int64_t nchunks = (rows + ADAM_CHUNK - 1) // ADAM_CHUNK
+        cdef int64_t c, r, r0, r1, cnt
+        cdef int32_t *buf = NULL
+        cdef int tid = 0
+        with parallel(num_threads=n_threads):
+            tid = threadid()
+            buf = self.rowbuf + tid * ADAM_CHUNK
+            for c in prange(nchunks, schedule="static"):
+                r0 = c * ADAM_CHUNK
+                r1 = min(r0 + ADAM_CHUNK, rows)
+                if all_rows:
+                    adam(w + r0 * ld, wb + r0 * ld if wb != NULL else NULL, m + r0 * ld, v + r0 * ld,
+                         g + r0 * ld, ld, cols, NULL, r1 - r0, p)
+                else:
+                    cnt = 0
+                    for r in range(r0, r1):
+                        if stamp[r] == batch_id:
+                            buf[cnt] = <int32_t>r
+                            cnt = cnt + 1
+                    if cnt:
+                        adam(w, wb, m, v, g, ld, cols, buf, cnt, p)
+
+    def rehash(self, int l, uint32_t[:, ::1] bids, uint32_t[:, ::1] seen, int n_threads):
+        """Rebuild layer l's tables from its current weights."""
+        self._check_ready(n_threads)
+        self._check_layer(l)
+        cdef slide_layer *L = &self.net.layers[l]
+        if not L.lsh:
+            raise ValueError(f"layer {l} is not LSH-sampled")
+        cdef int32_t n = L.n_out, nin = L.n_in
+        if bids.shape[0] != L.hs.L or bids.shape[1] != n:
+            raise ValueError("bids has the wrong shape")
+        if seen.shape[0] < n_threads or seen.shape[1] != (1 << L.hs.range_pow):
+            raise ValueError("seen has the wrong shape")
+        cdef int32_t j, t, k
+        cdef int tid = 0
+        cdef slide_thread *th = NULL
+        cdef const float *vec
+        cdef float *col = NULL
+        with nogil, parallel(num_threads=n_threads):
+            tid = threadid()
+            th = &self.th[tid]
+            col = self.colbuf + tid * self.colbuf_len if self.colbuf != NULL else NULL
+            for j in prange(n, schedule="static"):
+                if L.layout == SLIDE_LAYOUT_ROWMAJOR:
+                    vec = L.W.w + <int64_t>j * L.W.ld
+                else:
+                    for k in range(nin):
+                        col[k] = L.W.w[<int64_t>k * L.W.ld + j]
+                    vec = col
+                L.hash(&L.hs, &th.hsc[l], NULL, vec, nin, th.hashes)
+                slide_bucket_ids(&L.hs, th.hashes, th.buckets)
+                for t in range(L.hs.L):
+                    bids[t, j] = th.buckets[t]
+        with nogil, parallel(num_threads=n_threads):
+            tid = threadid()
+            for t in prange(L.hs.L, schedule="dynamic"):
+                slide_table_build_one(&L.tables, t, &bids[t, 0], &seen[tid, 0])
+
+    def predict(self, const int64_t[::1] indptr, const int32_t[::1] indices, const float[::1] values,
+                const int64_t[::1] rows, int k, bint dense, uint64_t rng_seed, int n_threads):
+        """Top-k output neurons for each sample in rows: int32 array (len(rows), k), -1 where fewer."""
+        self._check_ready(n_threads)
+        if k < 1 or k > 64:
+            raise ValueError("k must be in [1, 64]")
+        cdef int64_t nr = rows.shape[0]
+        out = np.full((nr, k), -1, dtype=np.int32)
+        cdef int32_t[:, ::1] o = out
+        cdef int64_t i, s, a
+        cdef int tid = 0
+        cdef slide_thread *th = NULL
+        cdef const int32_t *xi = &indices[0] if indices.shape[0] else _EMPTY_I
+        cdef const float *xv = &values[0] if values.shape[0] else _EMPTY_V
+        if nr == 0:
+            return out
+        with nogil, parallel(num_threads=n_threads):
+            tid = threadid()
+            th = &self.th[tid]
+            for i in prange(nr, schedule="dynamic", chunksize=4):
+                s = rows[i]
+                a = indptr[s]
+                th.rng.key = slide_key(rng_seed, <uint64_t>s)
+                th.rng.ctr = 0
+                slide_predict_sample(&self.net, th, xi + a, xv + a, <int32_t>(indptr[s + 1] - a), dense, k,
+                                     &o[i, 0])
+        return out
+
+    def hash_vectors(self, int l, const float[:, ::1] X):
+        """Hash values (n, H) of dense vectors with layer l's hasher (for tests and LSH studies)."""
+        self._check_ready(1)
+        self._check_layer(l)
+        cdef slide_layer *L = &self.net.layers[l]
+        if not L.lsh:
+            raise ValueError(f"layer {l} is not LSH-sampled")
+        if X.shape[1] != L.n_in:
+            raise ValueError(f"vectors must have {L.n_in} columns")
+        out = np.zeros((X.shape[0], L.hs.H), dtype=np.uint32)
+        cdef uint32_t[:, ::1] o = out
+        cdef int64_t i
+        for i in range(X.shape[0]):
+            L.hash(&L.hs, &self.th[0].hsc[l], NULL, &X[i, 0], L.n_in, &o[i, 0])
+        return out
+
+    def stats(self):
+        """Counters summed over threads since the last reset."""
+        cdef int t, l, q
+        out = {"phase_ns": {name: 0 for name in PHASES}, "samples": 0, "labels_total": 0, "labels_found": 0,
+               "active_sum": [0] * self.net.n_layers, "cand_sum": [0] * self.net.n_layers}
+        if self.th == NULL:
+            return out
+        for t in range(self.max_threads):
+            for q in range(SLIDE_N_PHASES):
+                out["phase_ns"][PHASES[q]] += self.th[t].phase_ns[q]
+            out["samples"] += self.th[t].samples
+            out["labels_total"] += self.th[t].labels_total
+            out["labels_found"] += self.th[t].labels_found
+            for l in range(self.net.n_layers):
+                out["active_sum"][l] += self.th[t].active_sum[l]
+                out["cand_sum"][l] += self.th[t].cand_sum[l]
+        return out
+
+    def reset_stats(self):
+        cdef int t
+        if self.th == NULL:
+            return
+        for t in range(self.max_threads):
+            memset(self.th[t].phase_ns, 0, sizeof(self.th[t].phase_ns))
+            memset(self.th[t].active_sum, 0, sizeof(self.th[t].active_sum))
+            memset(self.th[t].cand_sum, 0, sizeof(self.th[t].cand_sum))
+            self.th[t].samples = 0
+            self.th[t].labels_total = 0
+            self.th[t].labels_found = 0
+
+
+def srp_coef_table(uint64_t seed, int32_t H, int32_t dim):
+    """SRP coefficients (H, dim) int8 in {-1, 0, +1}, as slide_srp_coef defines them."""
+    out = np.empty((H, dim), dtype=np.int8)
+    cdef int8_t[:, ::1] o = out
+    cdef int32_t h, c
+    with nogil:
+        for h in range(H):
+            for c in range(dim):
+                o[h, c] = <int8_t>slide_srp_coef(seed, h, c)
+    return out
+
+
+def hash_dense(dict hasher, const float[:, ::1] X):
+    """Hash the rows of X with a hasher description (scalar kernel): (n, H) uint32."""
+    cdef slide_hasher hs
+    memset(&hs, 0, sizeof(hs))
+    _fill_hasher(&hs, hasher)
+    return _hash_rows(&hs, X, None, None)
+
+
+def hash_sparse(dict hasher, const int64_t[::1] indptr, const int32_t[::1] indices, const float[::1] values):
+    """Hash CSR rows (sorted unique indices) with a hasher description: (n, H) uint32."""
+    cdef slide_hasher hs
+    memset(&hs, 0, sizeof(hs))
+    _fill_hasher(&hs, hasher)
+    return _hash_rows(&hs, None, (indptr, indices, values), None)
+
+
+def bucket_ids(dict hasher, const uint32_t[:, ::1] hashes):
+    """Bucket ids (n, L) from hash values (n, H)."""
+    cdef slide_hasher hs
+    memset(&hs, 0, sizeof(hs))
+    _fill_hasher(&hs, hasher)
+    if hashes.shape[1] != hs.H:
+        raise ValueError(f"hashes must have {hs.H} columns")
+    out = np.zeros((hashes.shape[0], hs.L), dtype=np.uint32)
+    cdef uint32_t[:, ::1] o = out
+    cdef int64_t i
+    for i in range(hashes.shape[0]):
+        slide_bucket_ids(&hs, &hashes[i, 0], &o[i, 0])
+    return out
+
+
+cdef _fill_hasher(slide_hasher *hs, dict h):
+    hs.family = h["family"]
+    hs.dim = h["dim"]
+    hs.K = h["K"]
+    hs.L = h["L"]
+    hs.H = h["K"] * h["L"]
+    hs.bin_size = h["bin_size"]
+    hs.bits = h["bits"]
+    hs.shift = h["shift"]
+    hs.range_pow = h["range_pow"]
+    hs.n_perm = h["n_perm"]
+    hs.seed = h["seed"]
+    hs.coord_of_slot = <const int32_t*>_ptr(h.get("coord_of_slot"), np.int32, "coord_of_slot", False)
+    hs.slot_of_coord = <const int32_t*>_ptr(h.get("slot_of_coord"), np.int32, "slot_of_coord", False)
+    hs.srp_coef = <const int8_t*>_ptr(h.get("srp_coef"), np.int8, "srp_coef", False)
+
+
+cdef _hash_rows(slide_hasher *hs, X, csr, dummy):
+    cdef int64_t n = X.shape[0] if X is not None else csr[0].shape[0] - 1
+    out = np.zeros((n, hs.H), dtype=np.uint32)
+    cdef uint32_t[:, ::1] o = out
+    best = np.zeros(hs.H, np.float32)
+    arg = np.zeros(hs.H, np.int32)
+    dense = np.zeros(hs.dim, np.float32)
+    cdef slide_hash_scratch sc
+    sc.best = <float*>_ptr(best, np.float32, "best")
+    sc.arg = <int32_t*>_ptr(arg, np.int32, "arg")
+    sc.dense = <float*>_ptr(dense, np.float32, "dense")
+    cdef const float[:, ::1] Xv
+    cdef const int64_t[::1] ip
+    cdef const int32_t[::1] ix
+    cdef const float[::1] vx
+    cdef int64_t i, a
+    if X is not None:
+        Xv = X
+        if Xv.shape[1] != hs.dim:
+            raise ValueError(f"vectors must have {hs.dim} columns")
+        for i in range(n):
+            slide_hash_scalar(hs, &sc, NULL, &Xv[i, 0], hs.dim, &o[i, 0])
+    else:
+        ip, ix, vx = csr
+        for i in range(n):
+            a = ip[i]
+            slide_hash_scalar(hs, &sc, &ix[a] if ip[i + 1] > a else _EMPTY_I,
+                              &vx[a] if ip[i + 1] > a else _EMPTY_V, <int32_t>(ip[i + 1] - a), &o[i, 0])
+    return out

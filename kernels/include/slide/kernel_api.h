@@ -1,0 +1,72 @@
+/* kernel_api.h: the interface every kernel variant implements.
+ *
+ * A layer's weights are one flat matrix. Two layouts:
+ *   row-major  ("rowmajor"):   one row per OUTPUT neuron, n_out rows x ld columns (ld >= n_in);
+ *                              right for gathering the active rows of a sampled layer.
+ *   transposed ("transposed"): one row per INPUT feature,  n_in rows x ld columns (ld >= n_out);
+ *                              right for a sparse input times a dense layer.
+ * Rows are padded to `ld` elements (a multiple of 16 floats / 32 bf16) and
+ * padding is kept at zero, so SIMD kernels may read whole rows.
+ *
+ * Inputs to a layer are (xi, xv, nx): xi == NULL means dense (xv has nx
+ * values, index k is coordinate k); otherwise a sparse vector with sorted,
+ * unique indices. Active outputs are (ids, n): ids == NULL means all outputs
+ * 0..n-1 in order.
+ *
+ * Kernels never allocate and never check bounds: the engine validates every
+ * index at the Python/C boundary before a kernel sees it.
+ */
+#ifndef SLIDE_KERNEL_API_H
+#define SLIDE_KERNEL_API_H
+
+#include "common.h"
+
+typedef struct {
+    float *w;      /* fp32 master weights */
+    bf16_t *wb;    /* bf16 copy read by bf16-weight kernels (NULL otherwise) */
+    float *b;      /* bias, one per output neuron */
+    int64_t ld;    /* row stride in elements (same for w and wb) */
+    int32_t rows;  /* storage rows */
+    int32_t cols;  /* valid columns per row (<= ld) */
+} slide_mat;
+
+typedef struct {
+    float lr_t;   /* learning rate with the bias correction folded in */
+    float beta1;
+    float beta2;
+    float eps;
+} slide_adam_params;
+
+/* Row-major forward: z[i] = b[r] + <W[r, :], x>, r = ids ? ids[i] : i. */
+typedef void (*slide_fwd_rows_fn)(const slide_mat *m, const int32_t *xi, const float *xv, int32_t nx,
+                                  const int32_t *ids, int32_t n, float *z);
+
+/* Row-major backward, for the active rows r with output gradients g:
+ *   dx[k] += sum_i g[i] W[r, x_k]   (dx may be NULL: not needed for the first layer)
+ *   gW[r, x_k] += g[i] * x_k;  gb[r] += g[i]                                       */
+typedef void (*slide_bwd_rows_fn)(const slide_mat *m, float *gW, float *gb, const int32_t *xi, const float *xv,
+                                  int32_t nx, const int32_t *ids, const float *g, int32_t n, float *dx);
+
+/* Transposed forward: z[i] = b[c] + sum_k x_k WT[x_k, c], c = ids ? ids[i] : i. */
+typedef void (*slide_fwd_cols_fn)(const slide_mat *m, const int32_t *xi, const float *xv, int32_t nx,
+                                  const int32_t *ids, int32_t n, float *z);
+
+/* Transposed backward: dx[k] += sum_i g[i] WT[x_k, c_i]; gWT[x_k, c_i] += x_k g[i]; gb[c_i] += g[i]. */
+typedef void (*slide_bwd_cols_fn)(const slide_mat *m, float *gW, float *gb, const int32_t *xi, const float *xv,
+                                  int32_t nx, const int32_t *ids, const float *g, int32_t n, float *dx);
+
+/* Adam over rows (rows == NULL: rows 0..nrows-1) of width `cols`, stride `ld`.
+ * Reads and zeroes the gradient; refreshes the bf16 copy when wb != NULL. */
+typedef void (*slide_adam_fn)(float *w, bf16_t *wb, float *m, float *v, float *g, int64_t ld, int32_t cols,
+                              const int32_t *rows, int64_t nrows, const slide_adam_params *p);
+
+/* One variant of the layer ops: what the engine calls through. */
+typedef struct {
+    slide_fwd_rows_fn fwd_rows;
+    slide_bwd_rows_fn bwd_rows;
+    slide_fwd_cols_fn fwd_cols;
+    slide_bwd_cols_fn bwd_cols;
+    slide_adam_fn adam;
+} slide_layer_ops;
+
+#endif

@@ -1,0 +1,216 @@
+/* layer_scalar.h: forward and backward of a layer over its active neurons,
+ * both layouts, plain C.
+ *
+ * The reference every other variant is tested against. The extension is
+ * compiled with -fno-tree-vectorize, so these loops stay scalar; the
+ * accumulation order is the obvious one (k ascending).
+ *
+ * Precisions: f32 (fp32 weights and activations) and bf16 (weights read from
+ * the bf16 copy, fp32 arithmetic), so that the scalar build alone shows what
+ * halving the bytes buys.
+ */
+#ifndef SLIDE_LAYER_SCALAR_H
+#define SLIDE_LAYER_SCALAR_H
+
+#include "kernel_api.h"
+
+/* ---- row-major, fp32 ------------------------------------------------------ */
+
+static void slide_fwd_rows_f32_scalar(const slide_mat *m, const int32_t *xi, const float *xv, int32_t nx,
+                                      const int32_t *ids, int32_t n, float *z) {
+    for (int32_t i = 0; i < n; i++) {
+        const int64_t r = ids ? ids[i] : i;
+        const float *w = m->w + r * m->ld;
+        float s = 0.f;
+        if (xi) {
+            for (int32_t k = 0; k < nx; k++) s += w[xi[k]] * xv[k];
+        } else {
+            for (int32_t k = 0; k < nx; k++) s += w[k] * xv[k];
+        }
+        z[i] = s + m->b[r];
+    }
+}
+
+static void slide_bwd_rows_f32_scalar(const slide_mat *m, float *gW, float *gb, const int32_t *xi, const float *xv,
+                                      int32_t nx, const int32_t *ids, const float *g, int32_t n, float *dx) {
+    for (int32_t i = 0; i < n; i++) {
+        const int64_t r = ids ? ids[i] : i;
+        const float gi = g[i];
+        const float *w = m->w + r * m->ld;
+        float *gw = gW + r * m->ld;
+        if (xi) {
+            if (dx)
+                for (int32_t k = 0; k < nx; k++) dx[k] += gi * w[xi[k]];
+            for (int32_t k = 0; k < nx; k++) gw[xi[k]] += gi * xv[k];
+        } else {
+            if (dx)
+                for (int32_t k = 0; k < nx; k++) dx[k] += gi * w[k];
+            for (int32_t k = 0; k < nx; k++) gw[k] += gi * xv[k];
+        }
+        gb[r] += gi;
+    }
+}
+
+/* ---- transposed, fp32 ----------------------------------------------------- */
+
+static void slide_fwd_cols_f32_scalar(const slide_mat *m, const int32_t *xi, const float *xv, int32_t nx,
+                                      const int32_t *ids, int32_t n, float *z) {
+    if (ids) {
+        for (int32_t i = 0; i < n; i++) z[i] = m->b[ids[i]];
+    } else {
+        for (int32_t i = 0; i < n; i++) z[i] = m->b[i];
+    }
+    for (int32_t k = 0; k < nx; k++) {
+        const float x = xv[k];
+        const float *w = m->w + (int64_t)(xi ? xi[k] : k) * m->ld;
+        if (ids) {
+            for (int32_t i = 0; i < n; i++) z[i] += x * w[ids[i]];
+        } else {
+            for (int32_t i = 0; i < n; i++) z[i] += x * w[i];
+        }
+    }
+}
+
+static void slide_bwd_cols_f32_scalar(const slide_mat *m, float *gW, float *gb, const int32_t *xi, const float *xv,
+                                      int32_t nx, const int32_t *ids, const float *g, int32_t n, float *dx) {
+    for (int32_t k = 0; k < nx; k++) {
+        const int64_t row = xi ? xi[k] : k;
+        const float x = xv[k];
+        const float *w = m->w + row * m->ld;
+        float *gw = gW + row * m->ld;
+        float s = 0.f;
+        if (ids) {
+            for (int32_t i = 0; i < n; i++) {
+                s += g[i] * w[ids[i]];
+                gw[ids[i]] += x * g[i];
+            }
+        } else {
+            for (int32_t i = 0; i < n; i++) {
+                s += g[i] * w[i];
+                gw[i] += x * g[i];
+            }
+        }
+        if (dx) dx[k] += s;
+    }
+    if (ids) {
+        for (int32_t i = 0; i < n; i++) gb[ids[i]] += g[i];
+    } else {
+        for (int32_t i = 0; i < n; i++) gb[i] += g[i];
+    }
+}
+
+/* ---- row-major, bf16 weights (fp32 arithmetic) ---------------------------- */
+
+static void slide_fwd_rows_bf16_scalar(const slide_mat *m, const int32_t *xi, const float *xv, int32_t nx,
+                                       const int32_t *ids, int32_t n, float *z) {
+    for (int32_t i = 0; i < n; i++) {
+        const int64_t r = ids ? ids[i] : i;
+        const bf16_t *w = m->wb + r * m->ld;
+        float s = 0.f;
+        if (xi) {
+            for (int32_t k = 0; k < nx; k++) s += slide_bf16_to_f32(w[xi[k]]) * xv[k];
+        } else {
+            for (int32_t k = 0; k < nx; k++) s += slide_bf16_to_f32(w[k]) * xv[k];
+        }
+        z[i] = s + m->b[r];
+    }
+}
+
+static void slide_bwd_rows_bf16_scalar(const slide_mat *m, float *gW, float *gb, const int32_t *xi,
+                                       const float *xv, int32_t nx, const int32_t *ids, const float *g, int32_t n,
+                                       float *dx) {
+    for (int32_t i = 0; i < n; i++) {
+        const int64_t r = ids ? ids[i] : i;
+        const float gi = g[i];
+        const bf16_t *w = m->wb + r * m->ld;
+        float *gw = gW + r * m->ld;
+        if (xi) {
+            if (dx)
+                for (int32_t k = 0; k < nx; k++) dx[k] += gi * slide_bf16_to_f32(w[xi[k]]);
+            for (int32_t k = 0; k < nx; k++) gw[xi[k]] += gi * xv[k];
+        } else {
+            if (dx)
+                for (int32_t k = 0; k < nx; k++) dx[k] += gi * slide_bf16_to_f32(w[k]);
+            for (int32_t k = 0; k < nx; k++) gw[k] += gi * xv[k];
+        }
+        gb[r] += gi;
+    }
+}
+
+/* ---- transposed, bf16 weights ---------------------------------------------- */
+
+static void slide_fwd_cols_bf16_scalar(const slide_mat *m, const int32_t *xi, const float *xv, int32_t nx,
+                                       const int32_t *ids, int32_t n, float *z) {
+    if (ids) {
+        for (int32_t i = 0; i < n; i++) z[i] = m->b[ids[i]];
+    } else {
+        for (int32_t i = 0; i < n; i++) z[i] = m->b[i];
+    }
+    for (int32_t k = 0; k < nx; k++) {
+        const float x = xv[k];
+        const bf16_t *w = m->wb + (int64_t)(xi ? xi[k] : k) * m->ld;
+        if (ids) {
+            for (int32_t i = 0; i < n; i++) z[i] += x * slide_bf16_to_f32(w[ids[i]]);
+        } else {
+            for (int32_t i = 0; i < n; i++) z[i] += x * slide_bf16_to_f32(w[i]);
+        }
+    }
+}
+
+static void slide_bwd_cols_bf16_scalar(const slide_mat *m, float *gW, float *gb, const int32_t *xi,
+                                       const float *xv, int32_t nx, const int32_t *ids, const float *g, int32_t n,
+                                       float *dx) {
+    for (int32_t k = 0; k < nx; k++) {
+        const int64_t row = xi ? xi[k] : k;
+        const float x = xv[k];
+        const bf16_t *w = m->wb + row * m->ld;
+        float *gw = gW + row * m->ld;
+        float s = 0.f;
+        if (ids) {
+            for (int32_t i = 0; i < n; i++) {
+                s += g[i] * slide_bf16_to_f32(w[ids[i]]);
+                gw[ids[i]] += x * g[i];
+            }
+        } else {
+            for (int32_t i = 0; i < n; i++) {
+                s += g[i] * slide_bf16_to_f32(w[i]);
+                gw[i] += x * g[i];
+            }
+        }
+        if (dx) dx[k] += s;
+    }
+    if (ids) {
+        for (int32_t i = 0; i < n; i++) gb[ids[i]] += g[i];
+    } else {
+        for (int32_t i = 0; i < n; i++) gb[i] += g[i];
+    }
+}
+
+/* ---- Adam ------------------------------------------------------------------ */
+
+/* Adam with the bias correction folded into lr_t (Kingma & Ba, sec. 2):
+ *   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  w -= lr_t m / (sqrt(v) + eps)  */
+static void slide_adam_f32_scalar(float *w, bf16_t *wb, float *m, float *v, float *g, int64_t ld, int32_t cols,
+                                  const int32_t *rows, int64_t nrows, const slide_adam_params *p) {
+    const float b1 = p->beta1, b2 = p->beta2, c1 = 1.f - p->beta1, c2 = 1.f - p->beta2;
+    const float lr = p->lr_t, eps = p->eps;
+    for (int64_t i = 0; i < nrows; i++) {
+        const int64_t off = (rows ? (int64_t)rows[i] : i) * ld;
+        float *W = w + off, *M = m + off, *V = v + off, *G = g + off;
+        for (int32_t k = 0; k < cols; k++) {
+            const float gk = G[k];
+            const float mk = b1 * M[k] + c1 * gk;
+            const float vk = b2 * V[k] + c2 * gk * gk;
+            M[k] = mk;
+            V[k] = vk;
+            W[k] -= lr * mk / (sqrtf(vk) + eps);
+            G[k] = 0.f;
+        }
+        if (wb) {
+            bf16_t *B = wb + off;
+            for (int32_t k = 0; k < cols; k++) B[k] = slide_f32_to_bf16(W[k]);
+        }
+    }
+}
+
+#endif

@@ -1,0 +1,439 @@
+"""A SLIDE network: parameters, LSH index, training and inference.
+
+Owns: allocating and initialising every parameter array (flat, padded rows),
+the hash functions and tables of each LSH layer, the training schedule
+(batches, Adam steps, rehash and rebuild), evaluation, and checkpoint state.
+Delegates: per-sample work and the parallel loops to kernels._core; kernel
+choice to workbench.variants; the file format to workbench.checkpoint.
+
+Layer l maps n_in -> n_out. Its weights are stored row-major (n_out rows,
+one per output neuron) or transposed (n_in rows, one per input feature);
+the logical matrix is the same for both, so a seed gives the same network
+in either layout.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from kernels import _core
+
+from . import lsh, memory, variants
+from .bf16 import to_bf16
+from .config import Config, ConfigError
+from .data import Dataset
+
+LAYOUT_IDS = {"rowmajor": 0, "transposed": 1}
+SAMPLING_IDS = {"vanilla": 0, "topk": 1, "threshold": 2, "uniform": 3, "exact": 4}
+ROW_ALIGN = 16  # elements: rows start on 64-byte boundaries for fp32
+
+
+class DataMismatchError(ValueError):
+    """A data set does not fit the network (feature or label space)."""
+
+
+def _seed_of(*parts: int) -> int:
+    """A 63-bit seed derived from integers (stable across platforms)."""
+    ss = np.random.SeedSequence([int(p) & (2**63 - 1) for p in parts])
+    return int(ss.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+
+
+@dataclass
+class Layer:
+    index: int
+    n_in: int
+    n_out: int
+    layout: str
+    lsh: bool
+    arrays: dict = field(default_factory=dict)  # name -> ndarray
+    hasher: dict | None = None
+    tables: dict | None = None
+    bids: np.ndarray | None = None
+    seen: np.ndarray | None = None
+
+    @property
+    def W(self) -> np.ndarray:
+        return self.arrays["W"]
+
+    def logical_weights(self) -> np.ndarray:
+        """The (n_out, n_in) weight matrix, whatever the layout (a copy)."""
+        W = self.arrays["W"]
+        if self.layout == "rowmajor":
+            return np.array(W[:, : self.n_in])
+        return np.array(W[:, : self.n_out].T)
+
+
+class Network:
+    """SLIDE network. `Network(config)`, `.fit(data)`, `.evaluate(data)`, `.save(path)`, `Network.load(path)`."""
+
+    def __init__(self, config: Config, *, placement: str = "aligned", _init: bool = True):
+        if not isinstance(config, Config):
+            raise TypeError("config must be a workbench.Config")
+        self.config = config
+        self.placement = placement
+        self.threads = config.effective_threads()
+        self.kernels = variants.select(config.precision, config.isa, config.kernels)
+        self.step = 0  # Adam steps taken
+        self.batches = 0  # batch ids handed to the engine (stamps)
+        self.samples_seen = 0
+        self.epochs_done = 0
+        self.rehashes = 0
+        self.rebuilds = 0
+        self._epoch_pos = 0  # position within the current epoch's order (resume mid-epoch)
+        self.history: list[dict] = []
+        self.timing = {"train_wall": 0.0, "update": 0.0, "maintenance": 0.0}
+        self._buffers: list[memory.Buffer] = []
+        self.layers = self._allocate()
+        if _init:
+            self._init_weights()
+        self._engine = self._build_engine()
+        if _init:
+            for layer in self.layers:
+                if layer.lsh:
+                    self._rehash(layer)
+
+    # ---- construction --------------------------------------------------------
+    def _alloc(self, shape, dtype, name):
+        buf = memory.allocate(shape, dtype, self.placement, name=name)
+        self._buffers.append(buf)
+        return buf.array
+
+    def _allocate(self) -> list[Layer]:
+        cfg = self.config
+        layers = []
+        n_in = cfg.n_features
+        for i, n_out in enumerate(cfg.widths):
+            layout = cfg.layouts[i]
+            rows, cols = (n_out, n_in) if layout == "rowmajor" else (n_in, n_out)
+            ld = -(-cols // ROW_ALIGN) * ROW_ALIGN
+            layer = Layer(i, n_in, n_out, layout, cfg.layer_modes[i] == "lsh")
+            a = layer.arrays
+            for name in ("W", "gW", "mW", "vW"):
+                a[name] = self._alloc((rows, ld), np.float32, f"layer{i}.{name}")
+            a["Wb"] = self._alloc((rows, ld), np.uint16, f"layer{i}.Wb") if cfg.precision == "bf16" else None
+            for name in ("b", "gb", "mb", "vb"):
+                a[name] = self._alloc(n_out, np.float32, f"layer{i}.{name}")
+            a["row_stamp"] = np.zeros(rows, np.int32)
+            a["bias_stamp"] = np.zeros(n_out, np.int32)
+            if layer.lsh:
+                self._make_lsh(layer, rebuild=0)
+            layers.append(layer)
+            n_in = n_out
+        return layers
+
+    def _make_lsh(self, layer: Layer, rebuild: int) -> None:
+        cfg = self.config
+        seed = _seed_of(cfg.seed, 0x4A54, layer.index, rebuild)
+        layer.hasher = lsh.hasher_params(cfg.hash_family, layer.n_in, cfg.K, cfg.L, bin_size=cfg.bin_size,
+                                         bits=cfg.hash_bits, shift=cfg.hash_shift, range_pow=cfg.range_pow,
+                                         seed=seed)
+        layer.tables = lsh.table_params(cfg.L, cfg.range_pow, cfg.bucket_size, cfg.bucket_policy, layer.n_out,
+                                        _seed_of(cfg.seed, 0x7AB1, layer.index))
+        layer.tables["ids"] = self._alloc(cfg.L * layer.n_out, np.int32, f"layer{layer.index}.table_ids")
+        layer.bids = self._alloc((cfg.L, layer.n_out), np.uint32, f"layer{layer.index}.bucket_ids")
+        layer.seen = np.zeros((self.threads, 1 << cfg.range_pow), np.uint32)
+
+    def _init_weights(self) -> None:
+        std = self.config.init_std
+        for layer in self.layers:
+            rng = np.random.default_rng([self.config.seed, 0x1417, layer.index])
+            a = layer.arrays
+            # draw the logical (n_out, n_in) matrix in row blocks; same values for either layout
+            block = max(1, (1 << 22) // max(1, layer.n_in))
+            for r0 in range(0, layer.n_out, block):
+                r1 = min(layer.n_out, r0 + block)
+                w = rng.standard_normal((r1 - r0, layer.n_in), dtype=np.float32) * np.float32(std)
+                if layer.layout == "rowmajor":
+                    a["W"][r0:r1, : layer.n_in] = w
+                else:
+                    a["W"][:, r0:r1] = w.T
+            a["b"][:] = rng.standard_normal(layer.n_out, dtype=np.float32) * np.float32(std)
+            self._refresh_bf16(layer)
+
+    def _refresh_bf16(self, layer: Layer) -> None:
+        if layer.arrays["Wb"] is not None:
+            W = layer.arrays["W"]
+            step = max(1, (1 << 22) // W.shape[1])
+            for r0 in range(0, W.shape[0], step):
+                layer.arrays["Wb"][r0:r0 + step] = to_bf16(W[r0:r0 + step])
+
+    def _build_engine(self):
+        eng = _core.Engine(self.threads, compat=self.config.compat, track_touched=self.config.update == "sparse")
+        cfg = self.config
+        for layer in self.layers:
+            a = layer.arrays
+            eng.add_layer(n_in=layer.n_in, n_out=layer.n_out, layout=LAYOUT_IDS[layer.layout], W=a["W"], Wb=a["Wb"],
+                          b=a["b"], gW=a["gW"], gb=a["gb"], mW=a["mW"], vW=a["vW"], mb=a["mb"], vb=a["vb"],
+                          row_stamp=a["row_stamp"], bias_stamp=a["bias_stamp"], lsh=layer.lsh,
+                          sampling=SAMPLING_IDS[cfg.sampling], top_k=min(cfg.top_k, layer.n_out),
+                          threshold=cfg.threshold, min_active=min(cfg.min_active, layer.n_out),
+                          hasher=layer.hasher, tables=layer.tables)
+            k = {op: c.kernel.name for op, c in self.kernels.items()}
+            eng.set_kernels(layer.index, k["fwd_rows"], k["bwd_rows"], k["fwd_cols"], k["bwd_cols"], k["adam"],
+                            k["hash"])
+        self.scratch_bytes = eng.finalize()
+        return eng
+
+    # ---- LSH maintenance ----------------------------------------------------
+    def _rehash(self, layer: Layer) -> None:
+        self._engine.rehash(layer.index, layer.bids, layer.seen, self.threads)
+
+    def _rebuild(self, layer: Layer) -> None:
+        lsh.redraw(layer.hasher, _seed_of(self.config.seed, 0x4A54, layer.index, self.rebuilds))
+        self._engine.set_hasher_seed(layer.index, layer.hasher["seed"])
+        self._rehash(layer)
+
+    def _maintain(self, before: int, after: int) -> None:
+        """Rehash / rebuild when samples_seen crosses a multiple of the period."""
+        cfg = self.config
+        if not any(l.lsh for l in self.layers):
+            return
+        t0 = time.perf_counter()
+        if after // cfg.rebuild > before // cfg.rebuild:
+            self.rebuilds += 1
+            for layer in self.layers:
+                if layer.lsh:
+                    self._rebuild(layer)
+            self.rehashes += 1
+        elif after // cfg.rehash > before // cfg.rehash:
+            for layer in self.layers:
+                if layer.lsh:
+                    self._rehash(layer)
+            self.rehashes += 1
+        self.timing["maintenance"] += time.perf_counter() - t0
+
+    # ---- data checks --------------------------------------------------------
+    def check_data(self, data: Dataset) -> None:
+        cfg = self.config
+        if data.n_features > cfg.n_features:
+            raise DataMismatchError(
+                f"{data.source}: data has {data.n_features} features but the network takes {cfg.n_features}")
+        if data.n_labels > cfg.n_labels:
+            raise DataMismatchError(
+                f"{data.source}: data has {data.n_labels} labels but the network has {cfg.n_labels} outputs")
+
+    # ---- training -----------------------------------------------------------
+    def fit(self, data: Dataset, epochs: float = 1, *, max_samples: int | None = None, progress=None,
+            should_stop=None) -> dict:
+        """Train for `epochs` passes (or `max_samples` samples) over `data`.
+
+        progress(info) is called after every batch with a dict of counters;
+        should_stop() is polled between batches (finishes the current batch).
+        Returns a summary (samples, seconds, samples_per_s, loss, time split)."""
+        self.check_data(data)
+        cfg = self.config
+        n = len(data)
+        if n == 0:
+            raise ValueError(f"{data.source}: no training samples")
+        if epochs <= 0 and max_samples is None:
+            raise ValueError("epochs must be > 0")
+        total = int(round(epochs * n)) if max_samples is None else int(max_samples)
+        if total <= 0:
+            raise ValueError("nothing to train: max_samples must be > 0")
+        B = cfg.batch_size
+        T = self.threads
+        self._engine.reset_stats()
+        timing0 = dict(self.timing)
+        done = 0
+        loss_sum, loss_n = 0.0, 0
+        t_start = time.perf_counter()
+        stopped = False
+        while done < total and not stopped:
+            epoch = self.epochs_done
+            order = np.random.default_rng([cfg.seed, 0x0D0E, epoch]).permutation(n).astype(np.int64)
+            pos = self._epoch_pos
+            while pos < n and done < total:
+                stop = min(n, pos + B, pos + (total - done))
+                self.batches += 1
+                t0 = time.perf_counter()
+                ls, cnt = self._engine.train_batch(
+                    data.indptr, data.indices, data.values, data.label_indptr, data.labels, order, pos, stop,
+                    self.batches, _seed_of(cfg.seed, 0xBA7C, self.batches), 1.0 / (stop - pos), T)
+                t1 = time.perf_counter()
+                self.step += 1
+                self._adam_step()
+                t2 = time.perf_counter()
+                self.timing["train_wall"] += t1 - t0
+                self.timing["update"] += t2 - t1
+                before = self.samples_seen
+                self.samples_seen += stop - pos
+                done += stop - pos
+                pos = stop
+                self._maintain(before, self.samples_seen)
+                loss_sum += ls
+                loss_n += cnt
+                if progress is not None:
+                    el = time.perf_counter() - t_start
+                    progress({"done": done, "total": total, "loss": ls / max(cnt, 1), "elapsed": el,
+                              "samples_per_s": done / el if el > 0 else 0.0, "epoch": epoch})
+                if should_stop is not None and should_stop():
+                    stopped = True
+                    break
+            if pos >= n:
+                self.epochs_done += 1
+                self._epoch_pos = 0
+            else:
+                self._epoch_pos = pos
+        seconds = time.perf_counter() - t_start
+        summary = {
+            "samples": done,
+            "train_seconds": seconds,
+            "samples_per_s": done / seconds if seconds > 0 else 0.0,
+            "mean_loss": loss_sum / max(loss_n, 1),
+            "stopped_early": stopped,
+            "time_split": self._time_split(timing0, seconds),
+            "lsh": self.lsh_stats(),
+        }
+        self.history.append({k: summary[k] for k in ("samples", "train_seconds", "samples_per_s", "mean_loss")})
+        return summary
+
+    def _adam_step(self) -> None:
+        cfg = self.config
+        t = self.step
+        lr_t = cfg.lr * math.sqrt(1.0 - cfg.beta2**t) / (1.0 - cfg.beta1**t)
+        dense = cfg.update == "dense"
+        for layer in self.layers:
+            self._engine.update(layer.index, lr_t, cfg.beta1, cfg.beta2, cfg.eps, self.batches, dense, self.threads)
+
+    def _time_split(self, timing0: dict, seconds: float) -> dict:
+        """Wall-clock seconds per phase. The parallel sample phase is split in
+        proportion to the threads' own clocks for hash/query/forward/backward."""
+        st = self._engine.stats()
+        train_wall = self.timing["train_wall"] - timing0["train_wall"]
+        ns = st["phase_ns"]
+        tot = sum(ns.values())
+        split = {}
+        for name, v in ns.items():
+            split[name] = train_wall * v / tot if tot else 0.0
+        split["update"] = self.timing["update"] - timing0["update"]
+        split["maintenance"] = self.timing["maintenance"] - timing0["maintenance"]
+        split["other"] = max(0.0, seconds - sum(split.values()))
+        return split
+
+    def lsh_stats(self) -> dict:
+        st = self._engine.stats()
+        s = max(st["samples"], 1)
+        out = {"mean_active": [a / s for a in st["active_sum"]],
+               "mean_candidates": [c / s for c in st["cand_sum"]]}
+        if st["labels_total"]:
+            out["label_recall"] = st["labels_found"] / st["labels_total"]
+        return out
+
+    # ---- inference ----------------------------------------------------------
+    def predict(self, data: Dataset, k: int = 5, *, mode: str = "dense", rows=None) -> np.ndarray:
+        """Top-k labels per sample (int32 (n, k), -1 where fewer were scored)."""
+        if mode not in ("dense", "lsh"):
+            raise ValueError(f"mode must be 'dense' or 'lsh', got {mode!r}")
+        self.check_data(data)
+        rows = np.arange(len(data), dtype=np.int64) if rows is None else np.ascontiguousarray(rows, dtype=np.int64)
+        if len(rows) and (rows.min() < 0 or rows.max() >= len(data)):
+            raise IndexError("rows out of range")
+        return self._engine.predict(data.indptr, data.indices, data.values, rows, k, mode == "dense",
+                                    _seed_of(self.config.seed, 0x1EF7), self.threads)
+
+    def evaluate(self, data: Dataset, *, mode: str = "dense", max_samples: int | None = None) -> dict:
+        """P@1, P@3, P@5 over the first `max_samples` samples with at least one label."""
+        has = np.flatnonzero(np.diff(data.label_indptr) > 0)
+        if max_samples is not None:
+            has = has[: int(max_samples)]
+        t0 = time.perf_counter()
+        top = self.predict(data, 5, mode=mode, rows=has)
+        seconds = time.perf_counter() - t0
+        p = precision_at_k(top, data, has)
+        p.update({"n": int(len(has)), "mode": mode, "eval_seconds": seconds,
+                  "eval_samples_per_s": len(has) / seconds if seconds > 0 else 0.0})
+        return p
+
+    # ---- state --------------------------------------------------------------
+    def state_arrays(self) -> dict:
+        """Every array a checkpoint needs, by name."""
+        out = {}
+        for layer in self.layers:
+            for name in ("W", "b", "mW", "vW", "mb", "vb"):
+                out[f"layer{layer.index}.{name}"] = layer.arrays[name]
+            if layer.lsh:
+                for key in ("coord_of_slot", "slot_of_coord", "srp_coef"):
+                    if key in layer.hasher:
+                        out[f"layer{layer.index}.hash.{key}"] = layer.hasher[key]
+                out[f"layer{layer.index}.tables.offsets"] = layer.tables["offsets"]
+                out[f"layer{layer.index}.tables.ids"] = layer.tables["ids"]
+        return out
+
+    def state_meta(self) -> dict:
+        return {
+            "step": self.step, "batches": self.batches, "samples_seen": self.samples_seen,
+            "epochs_done": self.epochs_done, "epoch_pos": self._epoch_pos,
+            "rehashes": self.rehashes, "rebuilds": self.rebuilds,
+            "hash_seeds": [l.hasher["seed"] if l.lsh else None for l in self.layers],
+            "history": self.history,
+        }
+
+    def save(self, path: str) -> None:
+        from . import checkpoint
+
+        checkpoint.save(path, self)
+
+    @classmethod
+    def load(cls, path: str, *, overrides: dict | None = None, placement: str = "aligned") -> "Network":
+        """Load a checkpoint. overrides: execution settings that may differ
+        from the run that wrote it (threads, precision, isa, kernels)."""
+        from . import checkpoint
+
+        return checkpoint.load(path, cls, overrides=overrides, placement=placement)
+
+    def _restore(self, meta: dict, arrays: dict) -> None:
+        for layer in self.layers:
+            for name in ("W", "b", "mW", "vW", "mb", "vb"):
+                src = arrays[f"layer{layer.index}.{name}"]
+                dst = layer.arrays[name]
+                if src.shape != dst.shape:
+                    raise ValueError(f"layer{layer.index}.{name}: shape {src.shape} does not match {dst.shape}")
+                if src is not dst:
+                    dst[...] = src
+            self._refresh_bf16(layer)
+            if layer.lsh:
+                seed = meta["hash_seeds"][layer.index]
+                pairs = [(layer.hasher[key], f"hash.{key}") for key in ("coord_of_slot", "slot_of_coord", "srp_coef")
+                         if key in layer.hasher]
+                pairs += [(layer.tables["offsets"], "tables.offsets"), (layer.tables["ids"], "tables.ids")]
+                for dst, key in pairs:
+                    src = arrays[f"layer{layer.index}.{key}"]
+                    if src is not dst:
+                        dst[...] = src
+                layer.hasher["seed"] = int(seed)
+                self._engine.set_hasher_seed(layer.index, int(seed))
+        self.step = int(meta["step"])
+        self.batches = int(meta["batches"])
+        self.samples_seen = int(meta["samples_seen"])
+        self.epochs_done = int(meta["epochs_done"])
+        self._epoch_pos = int(meta.get("epoch_pos", 0))
+        self.rehashes = int(meta["rehashes"])
+        self.rebuilds = int(meta["rebuilds"])
+        self.history = list(meta.get("history", []))
+
+    # ---- reports ------------------------------------------------------------
+    def kernel_report(self) -> dict:
+        """The kernel chosen per op, and why each alternative was skipped."""
+        return {op: {"chosen": c.kernel.name, "skipped": {k.name: r for k, r in c.skipped}}
+                for op, c in self.kernels.items()}
+
+    def memory_report(self) -> dict:
+        arrays = {b.name: b.array for b in self._buffers}
+        total = sum(a.nbytes for a in arrays.values())
+        return {"parameter_bytes": total, "scratch_bytes": self.scratch_bytes, "placement": self.placement}
+
+
+def precision_at_k(top: np.ndarray, data: Dataset, rows: np.ndarray) -> dict:
+    """P@1, P@3, P@5 of predictions top (len(rows), >=5) against data's labels."""
+    hits = np.zeros(top.shape, dtype=bool)
+    lp, lab = data.label_indptr, data.labels
+    for i, r in enumerate(rows):
+        true = lab[lp[r]:lp[r + 1]]
+        hits[i] = np.isin(top[i], true) & (top[i] >= 0)
+    cum = np.cumsum(hits, axis=1)
+    n = max(len(rows), 1)
+    return {f"p_at_{k}": float(cum[:, k - 1].sum() / (k * n)) if len(rows) else 0.0 for k in (1, 3, 5)}
