@@ -16,6 +16,7 @@ Environment knobs (for developers):
   SLIDE_ONLY=_io,...   build only these extensions (in-place development)
 """
 
+import glob
 import os
 import subprocess
 import sys
@@ -110,6 +111,7 @@ def extensions():
     macros.append(("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"))
     cflags, ldflags = build_flags()
     common = dict(
+        depends=sorted(glob.glob(os.path.join("kernels", "include", "slide", "*.h"))),
         include_dirs=[INCLUDE, np.get_include()],
         define_macros=macros,
         extra_compile_args=cflags,

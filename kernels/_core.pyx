@@ -16,7 +16,7 @@ cimport numpy as cnp
 from cython.parallel cimport parallel, prange, threadid
 from libc.stdint cimport int8_t, int32_t, int64_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 import numpy as np
 
@@ -38,6 +38,8 @@ cdef extern from "slide/registry.h" nogil:
         float lr_t
         float beta1
         float beta2
+        float one_minus_beta1
+        float one_minus_beta2
         float eps
 
     ctypedef void (*slide_fwd_rows_fn)(const slide_mat *m, const int32_t *xi, const float *xv, int32_t nx,
@@ -172,6 +174,8 @@ cdef extern from "slide/registry.h" nogil:
     void slide_table_build_one(slide_tables *T, int32_t t, const uint32_t *bids, uint32_t *seen)
     float slide_train_sample(slide_net *net, slide_thread *th, const int32_t *xi, const float *xv, int32_t nx,
                              const int32_t *labels, int32_t n_labels, float scale, int32_t batch)
+    void slide_forward(const slide_net *net, slide_thread *th, const int32_t *xi, const float *xv, int32_t nx,
+                       const int32_t *labels, int32_t n_labels, int train, int dense, int32_t *n_forced)
     void slide_predict_sample(const slide_net *net, slide_thread *th, const int32_t *xi, const float *xv,
                               int32_t nx, int dense, int32_t k, int32_t *top)
     void slide_hash_scalar(const slide_hasher *hs, slide_hash_scratch *sc, const int32_t *xi, const float *xv,
@@ -472,6 +476,8 @@ cdef class Engine:
         p.lr_t = lr_t
         p.beta1 = beta1
         p.beta2 = beta2
+        p.one_minus_beta1 = 1.0 - beta1
+        p.one_minus_beta2 = 1.0 - beta2
         p.eps = eps
         cdef bint all_rows = dense or L.all_rows_touched or not self.net.track_touched
         cdef bint all_bias = dense or not self.net.track_touched or (
@@ -574,6 +580,33 @@ cdef class Engine:
                                      &o[i, 0])
         return out
 
+    def logits(self, const int64_t[::1] indptr, const int32_t[::1] indices, const float[::1] values,
+               const int64_t[::1] rows, int n_threads):
+        """Output-layer logits of every neuron (exact, dense inference): float32 (len(rows), n_out)."""
+        self._check_ready(n_threads)
+        cdef int last = self.net.n_layers - 1
+        cdef int32_t n_out = self.net.layers[last].n_out
+        cdef int64_t nr = rows.shape[0]
+        out = np.zeros((nr, n_out), dtype=np.float32)
+        if nr == 0:
+            return out
+        cdef float[:, ::1] o = out
+        cdef int64_t i, s, a
+        cdef int tid = 0
+        cdef int32_t forced
+        cdef slide_thread *th = NULL
+        cdef const int32_t *xi = &indices[0] if indices.shape[0] else _EMPTY_I
+        cdef const float *xv = &values[0] if values.shape[0] else _EMPTY_V
+        with nogil, parallel(num_threads=n_threads):
+            tid = threadid()
+            th = &self.th[tid]
+            for i in prange(nr, schedule="dynamic", chunksize=4):
+                s = rows[i]
+                a = indptr[s]
+                slide_forward(&self.net, th, xi + a, xv + a, <int32_t>(indptr[s + 1] - a), NULL, 0, 0, 1, &forced)
+                memcpy(&o[i, 0], th.val[last], n_out * sizeof(float))
+        return out
+
     def hash_vectors(self, int l, const float[:, ::1] X):
         """Hash values (n, H) of dense vectors with layer l's hasher (for tests and LSH studies)."""
         self._check_ready(1)
@@ -619,6 +652,31 @@ cdef class Engine:
             self.th[t].samples = 0
             self.th[t].labels_total = 0
             self.th[t].labels_found = 0
+
+
+def build_table(const uint32_t[::1] bids, int range_pow, int capacity, int policy, uint64_t seed):
+    """Build one compact table over items 0..n-1 with bucket ids bids (for tests
+    and studies): returns (offsets uint32 (2^range_pow + 1), ids int32 (n))."""
+    if range_pow < 1 or range_pow > 26 or capacity < 1 or policy not in (0, 1):
+        raise ValueError("bad table parameters")
+    cdef int64_t n = bids.shape[0], j
+    for j in range(n):
+        if bids[j] >> range_pow:
+            raise ValueError(f"bucket id {bids[j]} out of range for range_pow {range_pow}")
+    offsets = np.zeros((1 << range_pow) + 1, dtype=np.uint32)
+    ids = np.full(max(n, 1), -1, dtype=np.int32)
+    seen = np.zeros(1 << range_pow, dtype=np.uint32)
+    cdef slide_tables T
+    T.L = 1
+    T.range_pow = range_pow
+    T.capacity = capacity
+    T.policy = policy
+    T.n_items = <int32_t>n
+    T.seed = seed
+    T.offsets = <uint32_t*>_ptr(offsets, np.uint32, "offsets")
+    T.ids = <int32_t*>_ptr(ids, np.int32, "ids")
+    slide_table_build_one(&T, 0, &bids[0] if n else NULL, <uint32_t*>_ptr(seen, np.uint32, "seen"))
+    return offsets, ids[:int(offsets[1 << range_pow])]
 
 
 def srp_coef_table(uint64_t seed, int32_t H, int32_t dim):

@@ -26,6 +26,24 @@ LAYER_MODES = ("dense", "lsh")
 PRECISIONS = ("fp32", "bf16", "bf16act")
 
 
+# Hyper-parameters suggested per generated preset. The defaults of Config are
+# the reference implementation's Amazon-670K settings; smaller label spaces
+# need fewer, coarser hash bits and fewer active neurons to mean anything.
+PRESET_HYPERPARAMS = {
+    "amazon670k": {},
+    "delicious200k": {},
+    "medium": {"K": 5, "L": 30, "range_pow": 15, "min_active": 500, "lr": 5e-4, "rebuild": 64_000},
+    "small": {"K": 4, "L": 20, "range_pow": 12, "min_active": 100, "lr": 2e-3, "rehash": 2000, "rebuild": 20_000},
+    "tiny": {"hidden": (64,), "K": 2, "L": 10, "range_pow": 6, "min_active": 20, "lr": 3e-3, "rehash": 1000,
+             "rebuild": 10_000},
+}
+
+
+def preset_hyperparams(name: str) -> dict:
+    """Suggested hyper-parameters for a generated preset ({} for unknown names)."""
+    return dict(PRESET_HYPERPARAMS.get(name, {}))
+
+
 class ConfigError(ValueError):
     """A configuration value is invalid; the message names the key."""
 

@@ -335,6 +335,14 @@ class Network:
         return self._engine.predict(data.indptr, data.indices, data.values, rows, k, mode == "dense",
                                     _seed_of(self.config.seed, 0x1EF7), self.threads)
 
+    def logits(self, data: Dataset, rows=None) -> np.ndarray:
+        """Exact output logits (len(rows), n_labels) by dense inference."""
+        self.check_data(data)
+        rows = np.arange(len(data), dtype=np.int64) if rows is None else np.ascontiguousarray(rows, dtype=np.int64)
+        if len(rows) and (rows.min() < 0 or rows.max() >= len(data)):
+            raise IndexError("rows out of range")
+        return self._engine.logits(data.indptr, data.indices, data.values, rows, self.threads)
+
     def evaluate(self, data: Dataset, *, mode: str = "dense", max_samples: int | None = None) -> dict:
         """P@1, P@3, P@5 over the first `max_samples` samples with at least one label."""
         has = np.flatnonzero(np.diff(data.label_indptr) > 0)

@@ -306,10 +306,12 @@ static void slide_forward(const slide_net *net, slide_thread *th, const int32_t 
     }
 }
 
-/* Softmax cross-entropy against the uniform distribution over the n_forced
- * labels placed first in the active set; writes dL/dz * scale into grad.
- * Returns the loss. */
-static float slide_softmax_xent(const slide_net *net, slide_thread *th, int32_t n_forced, float scale) {
+/* Softmax cross-entropy against the uniform distribution over the sample's
+ * (distinct) labels; writes dL/dz * scale into grad and returns the loss.
+ * LSH output layer: the n_forced labels sit first in the active set.
+ * Dense output layer: position = label id. */
+static float slide_softmax_xent(const slide_net *net, slide_thread *th, const int32_t *labels, int32_t n_labels,
+                                int32_t n_forced, float scale) {
     const int32_t l = net->n_layers - 1;
     const int32_t n = th->n[l];
     const float *z = th->val[l];
@@ -322,17 +324,32 @@ static float slide_softmax_xent(const slide_net *net, slide_thread *th, int32_t 
         sum += g[i];
     }
     const float inv = (float)(1.0 / sum);
-    const float y = 1.f / (float)n_forced;
+    for (int32_t i = 0; i < n; i++) g[i] *= inv; /* probabilities */
     float loss = 0.f;
-    for (int32_t i = 0; i < n; i++) {
-        const float p = g[i] * inv;
-        if (i < n_forced) {
-            loss -= y * logf(p > 1e-30f ? p : 1e-30f);
-            g[i] = (p - y) * scale;
-        } else {
-            g[i] = p * scale;
+    if (!th->dense[l]) {
+        const float y = 1.f / (float)n_forced;
+        for (int32_t i = 0; i < n_forced; i++) {
+            loss -= y * logf(g[i] > 1e-30f ? g[i] : 1e-30f);
+            g[i] -= y;
+        }
+    } else {
+        int32_t distinct = 0;
+        for (int32_t j = 0; j < n_labels; j++) {
+            int dup = 0;
+            for (int32_t q = 0; q < j; q++) dup |= labels[q] == labels[j];
+            distinct += !dup;
+        }
+        const float y = 1.f / (float)distinct;
+        for (int32_t j = 0; j < n_labels; j++) {
+            int dup = 0;
+            for (int32_t q = 0; q < j; q++) dup |= labels[q] == labels[j];
+            if (dup) continue;
+            const int32_t i = labels[j];
+            loss -= y * logf(g[i] > 1e-30f ? g[i] : 1e-30f);
+            g[i] -= y;
         }
     }
+    for (int32_t i = 0; i < n; i++) g[i] *= scale;
     return loss;
 }
 
@@ -394,7 +411,7 @@ static float slide_train_sample(slide_net *net, slide_thread *th, const int32_t 
     th->labels_total += n_labels;
     slide_forward(net, th, xi, xv, nx, labels, n_labels, 1, 0, &forced);
     const int64_t t0 = slide_now_ns();
-    const float loss = slide_softmax_xent(net, th, forced, scale);
+    const float loss = slide_softmax_xent(net, th, labels, n_labels, forced, scale);
     th->phase_ns[SLIDE_PHASE_FORWARD] += slide_now_ns() - t0;
     slide_backward(net, th, xi, xv, nx, batch);
     return loss;

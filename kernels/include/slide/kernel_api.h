@@ -34,6 +34,8 @@ typedef struct {
     float lr_t;   /* learning rate with the bias correction folded in */
     float beta1;
     float beta2;
+    float one_minus_beta1; /* computed in double: 1.f - 0.999f is off by 1.3e-5 relative */
+    float one_minus_beta2;
     float eps;
 } slide_adam_params;
 

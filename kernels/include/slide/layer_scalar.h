@@ -192,7 +192,7 @@ static void slide_bwd_cols_bf16_scalar(const slide_mat *m, float *gW, float *gb,
  *   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  w -= lr_t m / (sqrt(v) + eps)  */
 static void slide_adam_f32_scalar(float *w, bf16_t *wb, float *m, float *v, float *g, int64_t ld, int32_t cols,
                                   const int32_t *rows, int64_t nrows, const slide_adam_params *p) {
-    const float b1 = p->beta1, b2 = p->beta2, c1 = 1.f - p->beta1, c2 = 1.f - p->beta2;
+    const float b1 = p->beta1, b2 = p->beta2, c1 = p->one_minus_beta1, c2 = p->one_minus_beta2;
     const float lr = p->lr_t, eps = p->eps;
     for (int64_t i = 0; i < nrows; i++) {
         const int64_t off = (rows ? (int64_t)rows[i] : i) * ld;

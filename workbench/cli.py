@@ -1,0 +1,404 @@
+"""The `slide-workbench` command (also `python -m workbench`).
+
+Subcommands: generate, train, eval, info. Owns argument parsing, turning
+flags and TOML files into a Config, progress display, summaries and JSON
+results. Errors a user can cause (bad data, bad config, bad checkpoint)
+print one line naming the file and problem and exit non-zero, without a
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+
+from . import __version__
+from .config import Config, ConfigError
+
+EXIT_USER_ERROR = 2
+
+
+# ---- helpers -------------------------------------------------------------------
+
+def _csv(cast):
+    def parse(text):
+        try:
+            return tuple(cast(x) for x in text.split(",") if x.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}") from None
+    return parse
+
+
+CONFIG_HELP = {
+    "hidden": "hidden layer widths, comma-separated (e.g. 128 or 256,128)",
+    "layer_modes": "per layer dense|lsh, comma-separated (default: hidden dense, output lsh)",
+    "layouts": "per layer rowmajor|transposed (default: first transposed, rest rowmajor)",
+    "hash_family": "dwta | wta | srp | minhash",
+    "K": "hashes per bucket id", "L": "number of hash tables", "range_pow": "log2 of buckets per table",
+    "bin_size": "DWTA/WTA bin size", "bucket_size": "bucket capacity", "bucket_policy": "fifo | reservoir",
+    "sampling": "vanilla | topk | threshold | uniform | exact",
+    "top_k": "active neurons kept by topk/exact sampling", "threshold": "collision count for threshold sampling",
+    "min_active": "random top-up to at least this many active neurons",
+    "compat": "reproduce the reference implementation's bucket-id shift and softmax shift",
+    "rehash": "rebuild tables from current weights every N samples",
+    "rebuild": "draw new hash functions every N samples",
+    "batch_size": "samples per batch", "lr": "Adam learning rate", "update": "sparse | dense Adam",
+    "threads": "OpenMP threads (0: all available)", "seed": "random seed",
+    "deterministic": "one thread, identical results run to run",
+    "precision": "fp32 | bf16 | bf16act", "isa": "auto or an ISA to force (scalar, avx2, avx512, avx512_bf16)",
+}
+SKIP_FLAGS = {"n_features", "n_labels", "kernels"}
+
+
+def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("hyper-parameters (default: the reference Amazon-670K settings)")
+    for f in dataclasses.fields(Config):
+        if f.name in SKIP_FLAGS:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        kw = {"dest": "cfg_" + f.name, "default": None, "help": CONFIG_HELP.get(f.name)}
+        if f.name == "K":
+            flag = "-K"
+        elif f.name == "L":
+            flag = "-L"
+        if f.type in ("bool", bool):
+            g.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+        elif f.name == "hidden":
+            g.add_argument(flag, type=_csv(int), **kw)
+        elif f.name in ("layer_modes", "layouts"):
+            g.add_argument(flag, type=_csv(str), **kw)
+        elif f.type in ("int", int):
+            g.add_argument(flag, type=int, **kw)
+        elif f.type in ("float", float):
+            g.add_argument(flag, type=float, **kw)
+        else:
+            g.add_argument(flag, type=str, **kw)
+    g.add_argument("--kernel", action="append", default=[], metavar="OP=DTYPE/ISA",
+                   help="force the kernel of one op, e.g. fwd_rows=f32/scalar (repeatable)")
+
+
+def _config_from_args(args, n_features: int, n_labels: int, base_cfg: dict | None = None) -> Config:
+    d = dict(base_cfg or {})
+    for f in dataclasses.fields(Config):
+        v = getattr(args, "cfg_" + f.name, None)
+        if v is not None:
+            d[f.name] = v
+    kern = dict(d.get("kernels", {}))
+    for item in getattr(args, "kernel", []):
+        if "=" not in item:
+            raise ConfigError(f"--kernel expects OP=DTYPE/ISA, got {item!r}")
+        op, name = item.split("=", 1)
+        kern[op.strip()] = name.strip()
+    if kern:
+        d["kernels"] = kern
+    d["n_features"] = n_features
+    d["n_labels"] = n_labels
+    return Config.from_dict(d)
+
+
+def _read_toml(path: str) -> dict:
+    """A TOML run file: hyper-parameters at the top level or under [train];
+    run settings (data, epochs, ...) under [run]."""
+    from .config import tomllib
+
+    try:
+        with open(path, "rb") as fh:
+            doc = tomllib.load(fh)
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: invalid TOML: {e}") from None
+    return doc
+
+
+class Progress:
+    """A one-line progress bar on a terminal; periodic lines otherwise."""
+
+    def __init__(self, stream=sys.stderr, label="train"):
+        self.stream = stream
+        self.tty = hasattr(stream, "isatty") and stream.isatty()
+        self.label = label
+        self.last = 0.0
+        self.last_frac = -1.0
+
+    def __call__(self, info):
+        now = time.perf_counter()
+        frac = info["done"] / max(info["total"], 1)
+        final = info["done"] >= info["total"]
+        if self.tty:
+            if now - self.last < 0.2 and not final:
+                return
+        elif frac - self.last_frac < 0.1 and not final:
+            return
+        self.last, self.last_frac = now, frac
+        width = 30
+        fill = int(width * frac)
+        rate = info["samples_per_s"]
+        eta = (info["total"] - info["done"]) / rate if rate > 0 else 0.0
+        line = (f"{self.label} [{'#' * fill}{'.' * (width - fill)}] {info['done']:,}/{info['total']:,} "
+                f"loss {info['loss']:.4f}  {rate:,.0f} samples/s  eta {eta:,.0f}s")
+        if self.tty:
+            self.stream.write("\r" + line + ("\n" if final else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def _write_json(path: str, obj: dict) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as fh:
+        json.dump(obj, fh, indent=2, default=str)
+        fh.write("\n")
+    os.replace(tmp, path)
+
+
+def _load_data(args, split: str, n: int | None):
+    """Data for a split: a file (--train/--test) or the generated preset."""
+    from . import synthetic
+    from .data import load_xc
+
+    path = getattr(args, split, None)
+    if path:
+        ds = load_xc(path, cache=not args.no_cache)
+        return ds.head(n) if n is not None and n < len(ds) else ds
+    preset = synthetic.get_preset(args.preset)
+    return synthetic.generate(preset, split=split, seed=args.data_seed, n=n)
+
+
+def _print_summary(title: str, rows: list[tuple[str, str]]) -> None:
+    print(title)
+    w = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        print(f"  {k:<{w}}  {v}")
+
+
+# ---- subcommands --------------------------------------------------------------------
+
+def cmd_generate(args) -> int:
+    from . import synthetic
+    from .data import write_xc
+
+    preset = synthetic.get_preset(args.preset)
+    out = {}
+    for split, n in (("train", args.train_samples), ("test", args.test_samples)):
+        t0 = time.perf_counter()
+        ds = synthetic.generate(preset, split=split, seed=args.seed, n=n)
+        path = f"{args.out}_{split}.txt"
+        write_xc(ds, path)
+        out[split] = path
+        print(f"wrote {path}: {len(ds):,} points, {ds.n_features:,} features, {ds.n_labels:,} labels "
+              f"({time.perf_counter() - t0:.1f}s)")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from . import memory, runtime
+    from .network import Network
+
+    toml = _read_toml(args.config) if args.config else {}
+    run = toml.get("run", {}) if isinstance(toml.get("run", {}), dict) else {}
+    base = {k: v for k, v in toml.items() if not isinstance(v, dict)}
+    base.update(toml.get("train", {}) if isinstance(toml.get("train"), dict) else {})
+    for key, val in run.items():  # [run] fills flags the command line left unset
+        attr = key.replace("-", "_")
+        if not hasattr(args, attr):
+            raise ConfigError(f"{args.config}: unknown [run] key {key!r}")
+        if getattr(args, attr) in (None, False):
+            setattr(args, attr, val)
+    if args.train and not args.test and not args.no_eval:
+        raise ConfigError("--train FILE needs --test FILE (or --no-eval)")
+    if args.preset is None:
+        args.preset = "amazon670k"
+    epochs = args.epochs if args.epochs is not None else 1.0
+
+    t0 = time.perf_counter()
+    need = args.max_samples if (args.max_samples and not args.train and epochs <= 1) else None
+    train = _load_data(args, "train", need)
+    test = None if args.no_eval else _load_data(args, "test", args.eval_samples)
+    data_seconds = time.perf_counter() - t0
+    if not args.train:  # generated data: start from the preset's suggested hyper-parameters
+        from .config import preset_hyperparams
+
+        base = {**preset_hyperparams(args.preset), **base}
+    cfg = _config_from_args(args, train.n_features, train.n_labels, base)
+    if args.resume:
+        net = Network.load(args.resume, overrides={k: getattr(cfg, k) for k in ("threads", "deterministic")})
+        cfg = net.config
+    else:
+        net = Network(cfg, placement=args.placement)
+    print(f"data: {train.source} ({len(train):,} train points"
+          + (f", {len(test):,} test points" if test is not None else "") + f", {data_seconds:.1f}s)")
+    print(f"network: {cfg.n_features:,} -> {' -> '.join(str(h) for h in cfg.hidden)} -> {cfg.n_labels:,}, "
+          f"layers {','.join(cfg.layer_modes)}, {cfg.hash_family} K={cfg.K} L={cfg.L} range={cfg.range_pow}"
+          f"{' compat' if cfg.compat else ''}, batch {cfg.batch_size}, {net.threads} threads, "
+          f"precision {cfg.precision}, kernels {net.kernels['fwd_rows'].kernel.name}")
+    summary = net.fit(train, epochs=epochs, max_samples=args.max_samples,
+                      progress=None if args.quiet else Progress())
+    result = {
+        "command": "train",
+        "data": {"train": train.source, "test": test.source if test is not None else None,
+                 "n_train": len(train), "n_test": len(test) if test is not None else 0},
+        "samples": summary["samples"],
+        "samples_per_s": summary["samples_per_s"],
+        "train_seconds": summary["train_seconds"],
+        "mean_loss": summary["mean_loss"],
+        "time_split": summary["time_split"],
+        "lsh": summary["lsh"],
+    }
+    rows = [("samples", f"{summary['samples']:,}"),
+            ("train time", f"{summary['train_seconds']:.1f} s"),
+            ("throughput", f"{summary['samples_per_s']:,.1f} samples/s"),
+            ("mean loss", f"{summary['mean_loss']:.4f}"),
+            ("time split", ", ".join(f"{k} {v:.1f}s" for k, v in summary["time_split"].items())),
+            ("active/sample", f"{summary['lsh']['mean_active'][-1]:,.0f} output neurons "
+                              f"({summary['lsh']['mean_candidates'][-1]:,.0f} from LSH)")]
+    if test is not None:
+        for mode in args.eval_mode.split(","):
+            ev = net.evaluate(test, mode=mode)
+            for k in ("p_at_1", "p_at_3", "p_at_5"):
+                result[k if mode == args.eval_mode.split(",")[0] else f"{k}_{mode}"] = ev[k]
+            result[f"eval_{mode}"] = ev
+            rows.append((f"P@1/3/5 ({mode})", f"{ev['p_at_1']:.4f} / {ev['p_at_3']:.4f} / {ev['p_at_5']:.4f} "
+                                              f"on {ev['n']:,} test points ({ev['eval_seconds']:.1f}s)"))
+    result["peak_rss_bytes"] = memory.peak_rss_bytes()
+    rows.append(("peak RSS", f"{result['peak_rss_bytes'] / 2**30:.2f} GiB"))
+    result["config"] = cfg.to_dict()
+    result["kernels"] = {op: c.kernel.name for op, c in net.kernels.items()}
+    result["runtime"] = runtime.report(net)
+    if args.save:
+        net.save(args.save)
+        rows.append(("checkpoint", args.save))
+    _print_summary("summary", rows)
+    if args.json:
+        _write_json(args.json, result)
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from . import memory, runtime
+    from .network import Network
+
+    overrides = {}
+    if args.threads is not None:
+        overrides["threads"] = args.threads
+    net = Network.load(args.model, overrides=overrides)
+    if args.preset is None and not args.test:
+        args.preset = "amazon670k"
+    test = _load_data(args, "test", args.eval_samples)
+    result = {"command": "eval", "model": args.model, "data": test.source}
+    rows = []
+    for mode in args.mode.split(","):
+        ev = net.evaluate(test, mode=mode)
+        for k in ("p_at_1", "p_at_3", "p_at_5"):
+            result[k if mode == args.mode.split(",")[0] else f"{k}_{mode}"] = ev[k]
+        result[f"eval_{mode}"] = ev
+        result.setdefault("samples_per_s", ev["eval_samples_per_s"])
+        rows.append((f"P@1/3/5 ({mode})", f"{ev['p_at_1']:.4f} / {ev['p_at_3']:.4f} / {ev['p_at_5']:.4f} "
+                                          f"on {ev['n']:,} points, {ev['eval_samples_per_s']:,.0f} samples/s"))
+    result["train_seconds"] = sum(h["train_seconds"] for h in net.history)
+    result["peak_rss_bytes"] = memory.peak_rss_bytes()
+    result["config"] = net.config.to_dict()
+    result["kernels"] = {op: c.kernel.name for op, c in net.kernels.items()}
+    result["runtime"] = runtime.report(net)
+    rows.append(("peak RSS", f"{result['peak_rss_bytes'] / 2**30:.2f} GiB"))
+    _print_summary("evaluation", rows)
+    if args.json:
+        _write_json(args.json, result)
+    return 0
+
+
+def cmd_info(args) -> int:
+    from . import runtime, variants
+
+    rep = runtime.report(quick=args.quick)
+    choice = variants.select("fp32")
+    rep["kernels_chosen_fp32"] = {op: c.kernel.name for op, c in choice.items()}
+    if args.json:
+        _write_json(args.json, rep)
+    print(json.dumps(rep, indent=2, default=str))
+    return 0
+
+
+# ---- parser ----------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="slide-workbench", description="SLIDE on CPUs: train, evaluate, measure.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("generate", help="write a synthetic data set in the XC text format")
+    g.add_argument("--preset", default="amazon670k", help="amazon670k, delicious200k, medium, small, tiny")
+    g.add_argument("--out", required=True, help="output prefix: writes PREFIX_train.txt and PREFIX_test.txt")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--train-samples", type=int, default=None, help="first N training points only")
+    g.add_argument("--test-samples", type=int, default=None, help="first N test points only")
+    g.set_defaults(func=cmd_generate)
+
+    def data_flags(q, train=True):
+        if train:
+            q.add_argument("--train", metavar="FILE", help="training data (XC text format)")
+        q.add_argument("--test", metavar="FILE", help="test data (XC text format)")
+        q.add_argument("--preset", default=None, help="generated data set (default amazon670k)")
+        q.add_argument("--data-seed", type=int, default=0, help="seed of the generated data")
+        q.add_argument("--no-cache", action="store_true", help="do not read or write the binary cache")
+        q.add_argument("--eval-samples", type=int, default=2000,
+                       help="evaluate on the first N test points (default 2000)")
+
+    t = sub.add_parser("train", help="train a network")
+    data_flags(t)
+    t.add_argument("--config", metavar="TOML", help="TOML file: hyper-parameters (top level or [train]), "
+                                                    "run settings under [run]; flags override it")
+    t.add_argument("--epochs", type=float, default=None, help="passes over the training data (default 1)")
+    t.add_argument("--max-samples", type=int, default=None, help="stop after N training samples")
+    t.add_argument("--eval-mode", default="dense,lsh", help="dense, lsh or both (comma-separated)")
+    t.add_argument("--no-eval", action="store_true", help="skip evaluation")
+    t.add_argument("--save", metavar="PATH", help="write a checkpoint at the end")
+    t.add_argument("--resume", metavar="PATH", help="continue from a checkpoint")
+    t.add_argument("--placement", default="aligned", help="default | aligned | hugepage")
+    t.add_argument("--json", metavar="PATH", help="write the result as JSON")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_config_flags(t)
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("eval", help="evaluate a checkpoint")
+    e.add_argument("--model", required=True, metavar="PATH", help="checkpoint written by train --save")
+    data_flags(e, train=False)
+    e.add_argument("--mode", default="dense,lsh", help="dense, lsh or both (comma-separated)")
+    e.add_argument("--threads", type=int, default=None)
+    e.add_argument("--json", metavar="PATH", help="write the result as JSON")
+    e.set_defaults(func=cmd_eval)
+
+    i = sub.add_parser("info", help="print the runtime report")
+    i.add_argument("--json", metavar="PATH", help="also write it as JSON")
+    i.add_argument("--quick", action="store_true", help="skip the CPU brand/cache probe (py-cpuinfo)")
+    i.set_defaults(func=cmd_info)
+    return p
+
+
+def main(argv=None) -> int:
+    from .checkpoint import CheckpointError
+    from .data import DataFormatError
+    from .network import DataMismatchError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (DataFormatError, ConfigError, CheckpointError, DataMismatchError, ValueError) as e:
+        print(f"slide-workbench: error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except OSError as e:
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"slide-workbench: error: {where}{e.strerror or e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("slide-workbench: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

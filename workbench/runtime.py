@@ -1,0 +1,76 @@
+"""The runtime report: what this process runs on and with.
+
+Owns: one dictionary describing the machine (CPU brand and caches from
+py-cpuinfo, for reporting only), the software versions, OpenMP threads,
+the transparent-huge-page mode, and the kernels compiled, usable and chosen.
+The CLI prints it (`slide-workbench info`), every JSON result embeds it, and
+benchmarks store it in their machine info.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import sys
+
+import numpy as np
+
+from . import memory, variants
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_info() -> dict:
+    """Brand, caches and flags as py-cpuinfo reports them (about a second; cached).
+
+    These come from /proc/cpuinfo and are for the report only: the kernel
+    selection never trusts them (they do not prove the OS enables AVX-512
+    state, and they are wrong under emulators)."""
+    try:
+        import cpuinfo
+
+        info = cpuinfo.get_cpu_info()
+    except Exception as e:  # py-cpuinfo missing or failing must not break a run
+        return {"brand": platform.processor() or "unknown", "error": str(e)}
+    keep = ("brand_raw", "vendor_id_raw", "arch", "bits", "count", "hz_advertised_friendly", "l1_data_cache_size",
+            "l2_cache_size", "l3_cache_size", "family", "model", "stepping")
+    out = {k: info.get(k) for k in keep if k in info}
+    out["flags_simd"] = sorted(f for f in info.get("flags", []) if f.startswith(("avx", "amx", "fma", "f16c", "sse")))
+    return out
+
+
+def report(network=None, *, threads: int | None = None, quick: bool = False) -> dict:
+    """The runtime report. quick=True skips py-cpuinfo (about a second)."""
+    rep = {
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "threads": threads if threads is not None else (network.threads if network is not None else None),
+        "omp_num_threads_env": os.environ.get("OMP_NUM_THREADS"),
+        "thp": memory.thp_mode(),
+        "numpy_madvise_hugepage": os.environ.get("NUMPY_MADVISE_HUGEPAGE", "default"),
+        "kernels_compiled": [f"{k.op}:{k.name}" for k in variants.compiled_kernels()],
+        "isa_usable": sorted(variants.usable_isas()),
+    }
+    try:
+        from importlib.metadata import version
+
+        rep["slide_workbench"] = version("slide-workbench")
+    except Exception:
+        rep["slide_workbench"] = "in-place build"
+    if not quick:
+        rep["cpu"] = cpu_info()
+    if network is not None:
+        rep["kernels_chosen"] = network.kernel_report()
+        rep["memory"] = network.memory_report()
+    return rep
+
+
+def show_runtime(network=None) -> None:
+    """Print the runtime report (like numpy.show_runtime)."""
+    import json
+
+    print(json.dumps(report(network), indent=2, default=str))
