@@ -33,6 +33,7 @@ cdef extern from "slide/registry.h" nogil:
         int64_t ld
         int32_t rows
         int32_t cols
+        int32_t prefetch
 
     ctypedef struct slide_adam_params:
         float lr_t
@@ -167,6 +168,19 @@ cdef extern from "slide/registry.h" nogil:
 
     const slide_kernel_entry slide_registry[]
     const int slide_registry_len
+    int slide_compiled_isas()
+
+    ctypedef struct slide_cpu:
+        uint32_t max_leaf
+        uint32_t leaf1_ecx, leaf1_edx
+        uint32_t leaf7_ebx, leaf7_ecx, leaf7_edx, leaf7_1_eax
+        uint64_t xcr0
+        int osxsave
+        int sse2, avx, fma, f16c, avx2
+        int avx512f, avx512bw, avx512vl, avx512dq, avx512_bf16, avx512_fp16
+        int amx_tile, amx_bf16, amx_os
+    void slide_cpu_probe(slide_cpu *c)
+    int slide_request_amx()
 
     uint64_t slide_key(uint64_t a, uint64_t b)
     int32_t slide_srp_coef(uint64_t seed, int32_t h, int32_t c)
@@ -195,14 +209,56 @@ MAX_LAYERS = SLIDE_MAX_LAYERS
 cdef int ADAM_CHUNK = 2048
 
 
+# Kernels registered at run time by other extensions (the AVX-512 emulation
+# build, kernels._emu): (op, dtype, isa) -> function address.
+_EXTERNAL = {}
+
+
 def kernel_registry():
-    """Every compiled kernel as (op, dtype, isa) tuples, in registry order."""
-    return [(slide_registry[i].op.decode(), slide_registry[i].dtype.decode(), slide_registry[i].isa.decode())
-            for i in range(slide_registry_len)]
+    """Every available kernel as (op, dtype, isa) tuples: compiled ones in
+    registry order, then those registered at run time."""
+    out = [(slide_registry[i].op.decode(), slide_registry[i].dtype.decode(), slide_registry[i].isa.decode())
+           for i in range(slide_registry_len)]
+    return out + list(_EXTERNAL)
+
+
+def register_kernels(entries):
+    """Add kernels from another extension: iterable of (op, dtype, isa, address)."""
+    for op, dtype, isa, addr in entries:
+        if op not in ("fwd_rows", "bwd_rows", "fwd_cols", "bwd_cols", "adam", "hash"):
+            raise ValueError(f"unknown op {op!r}")
+        if not isinstance(addr, int) or addr == 0:
+            raise ValueError("kernel address must be a non-zero int")
+        _EXTERNAL[(op, dtype, isa)] = addr
+
+
+def compiled_isas():
+    """ISAs this build compiled kernels for (besides scalar)."""
+    m = slide_compiled_isas()
+    return [name for bit, name in enumerate(("avx2", "avx512", "avx512_bf16", "amx")) if m >> bit & 1]
+
+
+def cpu_probe():
+    """CPUID/XGETBV: instruction support that the OS also enables, plus raw registers."""
+    cdef slide_cpu c
+    slide_cpu_probe(&c)
+    flags = {k: bool(v) for k, v in dict(
+        sse2=c.sse2, avx=c.avx, fma=c.fma, f16c=c.f16c, avx2=c.avx2, avx512f=c.avx512f, avx512bw=c.avx512bw,
+        avx512vl=c.avx512vl, avx512dq=c.avx512dq, avx512_bf16=c.avx512_bf16, avx512_fp16=c.avx512_fp16,
+        amx_tile=c.amx_tile, amx_bf16=c.amx_bf16).items()}
+    raw = {"max_leaf": c.max_leaf, "leaf1_ecx": hex(c.leaf1_ecx), "leaf1_edx": hex(c.leaf1_edx),
+           "leaf7_ebx": hex(c.leaf7_ebx), "leaf7_ecx": hex(c.leaf7_ecx), "leaf7_edx": hex(c.leaf7_edx),
+           "leaf7_1_eax": hex(c.leaf7_1_eax), "xcr0": hex(c.xcr0), "osxsave": bool(c.osxsave)}
+    return flags, raw
+
+
+def request_amx():
+    """Ask the kernel for AMX tile-data permission; True when granted."""
+    return slide_request_amx() == 0
 
 
 cdef slide_any_fn _lookup(str op, str name) except NULL:
-    """Function pointer of the registry entry op + 'dtype/isa'."""
+    """Function pointer of the kernel op + 'dtype/isa'."""
     parts = name.split("/")
     if len(parts) != 2:
         raise ValueError(f"kernel name must be 'dtype/isa', got {name!r}")
@@ -211,7 +267,10 @@ cdef slide_any_fn _lookup(str op, str name) except NULL:
     for i in range(slide_registry_len):
         if slide_registry[i].op == bop and slide_registry[i].dtype == bdt and slide_registry[i].isa == bisa:
             return slide_registry[i].fn
-    raise KeyError(f"no compiled kernel {op}/{dtype}/{isa}")
+    addr = _EXTERNAL.get((op, dtype, isa))
+    if addr is not None:
+        return <slide_any_fn><size_t>addr
+    raise KeyError(f"no kernel {op}/{dtype}/{isa}")
 
 
 cdef void* _ptr(object a, object dtype, str what, bint writable=True) except? NULL:
@@ -271,7 +330,7 @@ cdef class Engine:
 
     def add_layer(self, *, int n_in, int n_out, int layout, W, Wb, b, gW, gb, mW, vW, mb, vb,
                   row_stamp, bias_stamp, bint lsh=False, int sampling=0, int top_k=0, int threshold=1,
-                  int min_active=0, dict hasher=None, dict tables=None):
+                  int min_active=0, int prefetch=0, dict hasher=None, dict tables=None):
         """Append a layer. Arrays are checked for dtype and contiguity here;
         their shapes were validated by the caller (workbench.network)."""
         if self.net.n_layers >= SLIDE_MAX_LAYERS:
@@ -289,6 +348,7 @@ cdef class Engine:
         L.W.ld = W.shape[1]
         L.W.rows = W.shape[0]
         L.W.cols = n_in if layout == SLIDE_LAYOUT_ROWMAJOR else n_out
+        L.W.prefetch = prefetch
         L.gW = <float*>_ptr(gW, np.float32, "gW")
         L.gb = <float*>_ptr(gb, np.float32, "gb")
         L.mW = <float*>_ptr(mW, np.float32, "mW")
@@ -768,3 +828,162 @@ cdef _hash_rows(slide_hasher *hs, X, csr, dummy):
             slide_hash_scalar(hs, &sc, &ix[a] if ip[i + 1] > a else _EMPTY_I,
                               &vx[a] if ip[i + 1] > a else _EMPTY_V, <int32_t>(ip[i + 1] - a), &o[i, 0])
     return out
+
+
+# ---- single-op entry points (tests, benchmarks, studies) ----------------------------
+#
+# Each validates shapes and every index against the buffers before the kernel
+# runs: kernels themselves never check.
+
+cdef int _fill_mat(slide_mat *m, W, Wb, b, int layout, int n_in, int n_out, int prefetch) except -1:
+    if not isinstance(W, np.ndarray) or W.ndim != 2:
+        raise ValueError("W must be a 2-D array (rows, ld)")
+    rows, cols = (n_out, n_in) if layout == SLIDE_LAYOUT_ROWMAJOR else (n_in, n_out)
+    if W.shape[0] != rows or W.shape[1] < cols or W.shape[1] % 16:
+        raise ValueError(f"W must be ({rows}, ld) with ld >= {cols} and a multiple of 16, got {W.shape}")
+    if b.shape != (n_out,):
+        raise ValueError(f"b must have shape ({n_out},)")
+    m.w = <float*>_ptr(W, np.float32, "W", False)
+    m.wb = NULL
+    if Wb is not None:
+        base = Wb.base if Wb.base is not None else Wb
+        if Wb.shape != W.shape or base.size < W.size + 32:
+            raise ValueError("Wb must be a (rows, ld) uint16 view with 32 spare elements behind it (bf16_buffer)")
+        m.wb = <bf16_t*>_ptr(Wb, np.uint16, "Wb", False)
+    m.b = <float*>_ptr(b, np.float32, "b", False)
+    m.ld = W.shape[1]
+    m.rows = rows
+    m.cols = cols
+    m.prefetch = prefetch
+    return 0
+
+
+cdef _check_index(a, int hi, str what):
+    """None, or a 1-D int32 array of unique values in [0, hi)."""
+    if a is None:
+        return
+    if not isinstance(a, np.ndarray) or a.dtype != np.int32 or a.ndim != 1 or not a.flags.c_contiguous:
+        raise TypeError(f"{what} must be a contiguous 1-D int32 array")
+    if a.size and (a.min() < 0 or a.max() >= hi):
+        raise IndexError(f"{what} out of range [0, {hi})")
+    if a.size > 1 and np.unique(a).size != a.size:
+        raise ValueError(f"{what} must not repeat an index")
+
+
+cdef inline const int32_t* _iptr(a):
+    if a is None:
+        return NULL
+    return <const int32_t*>_ptr(a, np.int32, "index", False) if a.size else _EMPTY_I
+
+
+cdef inline const float* _fptr(a):
+    return <const float*>_ptr(a, np.float32, "values", False) if a.size else _EMPTY_V
+
+
+def bf16_buffer(shape):
+    """A zeroed uint16 (rows, ld) array with 32 spare elements behind it, as bf16 kernels need."""
+    n = int(np.prod(shape))
+    return np.zeros(n + 32, np.uint16)[:n].reshape(shape)
+
+
+cdef _check_inputs(int layout, int n_in, int n_out, xi, xv, ids, int n):
+    if not isinstance(xv, np.ndarray) or xv.dtype != np.float32 or xv.ndim != 1:
+        raise TypeError("xv must be a 1-D float32 array")
+    if xi is None:
+        if xv.shape[0] != n_in:
+            raise ValueError(f"a dense input must have n_in = {n_in} values, got {xv.shape[0]}")
+    else:
+        _check_index(xi, n_in, "xi")
+        if xi.shape[0] != xv.shape[0]:
+            raise ValueError("xi and xv differ in length")
+    if ids is None:
+        if n < 0 or n > n_out:
+            raise ValueError(f"n must be in [0, {n_out}] when ids is None")
+    else:
+        _check_index(ids, n_out, "ids")
+        if ids.shape[0] != n:
+            raise ValueError("ids must have n entries")
+
+
+def op_forward(str kernel, int layout, int n_in, W, Wb, b, xi, xv, ids, int n, int prefetch=0):
+    """One forward kernel call; returns z (n,).
+    layout 0: row-major W (n_out, ld), op fwd_rows; 1: transposed W (n_in, ld), op fwd_cols.
+    xi None: dense input of n_in values; ids None: outputs 0..n-1."""
+    cdef slide_mat m
+    cdef int n_out = b.shape[0]
+    _fill_mat(&m, W, Wb, b, layout, n_in, n_out, prefetch)
+    _check_inputs(layout, n_in, n_out, xi, xv, ids, n)
+    z = np.zeros(max(n, 1), np.float32)
+    cdef slide_any_fn fn = _lookup("fwd_rows" if layout == SLIDE_LAYOUT_ROWMAJOR else "fwd_cols", kernel)
+    cdef const int32_t *pxi = _iptr(xi)
+    cdef const float *pxv = _fptr(xv)
+    cdef const int32_t *pids = _iptr(ids)
+    cdef float *pz = <float*>_ptr(z, np.float32, "z")
+    cdef int32_t nx = xv.shape[0]
+    with nogil:
+        if layout == SLIDE_LAYOUT_ROWMAJOR:
+            (<slide_fwd_rows_fn>fn)(&m, pxi, pxv, nx, pids, n, pz)
+        else:
+            (<slide_fwd_cols_fn>fn)(&m, pxi, pxv, nx, pids, n, pz)
+    return z[:n]
+
+
+def op_backward(str kernel, int layout, int n_in, W, Wb, gW, gb, xi, xv, ids, g, bint want_dx):
+    """One backward kernel call: accumulates into gW, gb (in place); returns dx (len(xv),) or None."""
+    cdef slide_mat m
+    cdef int n_out = gb.shape[0]
+    b = np.zeros(n_out, np.float32)
+    _fill_mat(&m, W, Wb, b, layout, n_in, n_out, 0)
+    if gW.shape != W.shape or gW.dtype != np.float32 or not gW.flags.c_contiguous:
+        raise ValueError("gW must be a contiguous float32 array shaped like W")
+    cdef int n = g.shape[0]
+    _check_inputs(layout, n_in, n_out, xi, xv, ids, n)
+    if g.dtype != np.float32:
+        raise TypeError("g must be float32")
+    dx = np.zeros(max(xv.shape[0], 1), np.float32) if want_dx else None
+    cdef slide_any_fn fn = _lookup("bwd_rows" if layout == SLIDE_LAYOUT_ROWMAJOR else "bwd_cols", kernel)
+    cdef const int32_t *pxi = _iptr(xi)
+    cdef const float *pxv = _fptr(xv)
+    cdef const int32_t *pids = _iptr(ids)
+    cdef const float *pg = _fptr(g)
+    cdef float *pgW = <float*>_ptr(gW, np.float32, "gW")
+    cdef float *pgb = <float*>_ptr(gb, np.float32, "gb")
+    cdef float *pdx = <float*>_ptr(dx, np.float32, "dx") if want_dx else NULL
+    cdef int32_t nx = xv.shape[0]
+    with nogil:
+        if layout == SLIDE_LAYOUT_ROWMAJOR:
+            (<slide_bwd_rows_fn>fn)(&m, pgW, pgb, pxi, pxv, nx, pids, pg, n, pdx)
+        else:
+            (<slide_bwd_cols_fn>fn)(&m, pgW, pgb, pxi, pxv, nx, pids, pg, n, pdx)
+    return dx[:xv.shape[0]] if want_dx else None
+
+
+def op_adam(str kernel, W, Wb, M, V, G, int cols, rows, double lr_t, double beta1=0.9, double beta2=0.999,
+            double eps=1e-8):
+    """One Adam kernel call over `rows` (None: all) of the (R, ld) arrays, in place."""
+    for name, a in (("M", M), ("V", V), ("G", G)):
+        if a.shape != W.shape or a.dtype != np.float32:
+            raise ValueError(f"{name} must be float32 shaped like W")
+    if W.ndim != 2 or cols < 0 or cols > W.shape[1]:
+        raise ValueError("W must be (rows, ld) with cols <= ld")
+    _check_index(rows, W.shape[0], "rows")
+    if Wb is not None and Wb.shape != W.shape:
+        raise ValueError("Wb must be shaped like W")
+    cdef slide_adam_params p
+    p.lr_t = lr_t
+    p.beta1 = beta1
+    p.beta2 = beta2
+    p.one_minus_beta1 = 1.0 - beta1
+    p.one_minus_beta2 = 1.0 - beta2
+    p.eps = eps
+    cdef slide_adam_fn fn = <slide_adam_fn>_lookup("adam", kernel)
+    cdef float *pw = <float*>_ptr(W, np.float32, "W")
+    cdef bf16_t *pwb = <bf16_t*>_ptr(Wb, np.uint16, "Wb") if Wb is not None else NULL
+    cdef float *pm = <float*>_ptr(M, np.float32, "M")
+    cdef float *pv = <float*>_ptr(V, np.float32, "V")
+    cdef float *pg = <float*>_ptr(G, np.float32, "G")
+    cdef const int32_t *pr = _iptr(rows)
+    cdef int64_t nrows = rows.shape[0] if rows is not None else W.shape[0]
+    cdef int64_t ld = W.shape[1]
+    with nogil:
+        fn(pw, pwb, pm, pv, pg, ld, cols, pr, nrows, &p)

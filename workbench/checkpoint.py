@@ -33,7 +33,7 @@ VERSION = 1
 ALIGN = 64
 CHUNK = 16 << 20
 # Execution settings a checkpoint may be loaded under, whatever wrote it.
-LOAD_OVERRIDES = ("threads", "deterministic", "precision", "isa", "kernels")
+LOAD_OVERRIDES = ("threads", "deterministic", "precision", "isa", "kernels", "placement", "prefetch")
 
 
 class CheckpointError(ValueError):
@@ -135,7 +135,7 @@ def read_header(path: str) -> tuple[dict, int]:
     return header, base
 
 
-def load(path: str, cls, *, overrides: dict | None = None, placement: str = "aligned"):
+def load(path: str, cls, *, overrides: dict | None = None):
     path = os.fspath(path)
     header, base = read_header(path)
     cfg_dict = dict(header["config"])
@@ -147,7 +147,7 @@ def load(path: str, cls, *, overrides: dict | None = None, placement: str = "ali
         config = Config.from_dict(cfg_dict)
     except (ConfigError, TypeError) as e:
         raise CheckpointError(f"{path}: invalid config in checkpoint: {e}") from None
-    net = cls(config, placement=placement, _init=False)
+    net = cls(config, _init=False)
     want = net.state_arrays()
     table = {e["name"]: e for e in header["arrays"]}
     if set(table) != set(want):

@@ -49,7 +49,9 @@ CONFIG_HELP = {
     "batch_size": "samples per batch", "lr": "Adam learning rate", "update": "sparse | dense Adam",
     "threads": "OpenMP threads (0: all available)", "seed": "random seed",
     "deterministic": "one thread, identical results run to run",
-    "precision": "fp32 | bf16 | bf16act", "isa": "auto or an ISA to force (scalar, avx2, avx512, avx512_bf16)",
+    "precision": "fp32 | bf16 | bf16act", "isa": "auto or the highest ISA to use (scalar, avx2, avx512, avx512_bf16)",
+    "placement": "default | aligned | hugepage (2 MiB pages with madvise; what was granted is reported)",
+    "prefetch": "software-prefetch active rows this far ahead in SIMD kernels (0: off)",
 }
 SKIP_FLAGS = {"n_features", "n_labels", "kernels"}
 
@@ -77,6 +79,8 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
             g.add_argument(flag, type=float, **kw)
         else:
             g.add_argument(flag, type=str, **kw)
+    g.add_argument("--layout", choices=("rowmajor", "transposed"), default=None,
+                   help="the same weight layout for every layer (per layer: --layouts)")
     g.add_argument("--kernel", action="append", default=[], metavar="OP=DTYPE/ISA",
                    help="force the kernel of one op, e.g. fwd_rows=f32/scalar (repeatable)")
 
@@ -95,6 +99,9 @@ def _config_from_args(args, n_features: int, n_labels: int, base_cfg: dict | Non
         kern[op.strip()] = name.strip()
     if kern:
         d["kernels"] = kern
+    if getattr(args, "layout", None):
+        n_layers = len(d.get("hidden", Config.hidden)) + 1
+        d["layouts"] = (args.layout,) * n_layers
     d["n_features"] = n_features
     d["n_labels"] = n_labels
     return Config.from_dict(d)
@@ -229,7 +236,7 @@ def cmd_train(args) -> int:
         net = Network.load(args.resume, overrides={k: getattr(cfg, k) for k in ("threads", "deterministic")})
         cfg = net.config
     else:
-        net = Network(cfg, placement=args.placement)
+        net = Network(cfg)
     print(f"data: {train.source} ({len(train):,} train points"
           + (f", {len(test):,} test points" if test is not None else "") + f", {data_seconds:.1f}s)")
     print(f"network: {cfg.n_features:,} -> {' -> '.join(str(h) for h in cfg.hidden)} -> {cfg.n_labels:,}, "
@@ -358,7 +365,6 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-eval", action="store_true", help="skip evaluation")
     t.add_argument("--save", metavar="PATH", help="write a checkpoint at the end")
     t.add_argument("--resume", metavar="PATH", help="continue from a checkpoint")
-    t.add_argument("--placement", default="aligned", help="default | aligned | hugepage")
     t.add_argument("--json", metavar="PATH", help="write the result as JSON")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_config_flags(t)

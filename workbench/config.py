@@ -24,6 +24,7 @@ UPDATE_MODES = ("sparse", "dense")
 LAYOUTS = ("rowmajor", "transposed")
 LAYER_MODES = ("dense", "lsh")
 PRECISIONS = ("fp32", "bf16", "bf16act")
+PLACEMENTS = ("default", "aligned", "hugepage")
 
 
 # Hyper-parameters suggested per generated preset. The defaults of Config are
@@ -85,6 +86,8 @@ class Config:
     deterministic: bool = False  # one thread, identical results run to run
     precision: str = "fp32"
     isa: str = "auto"
+    placement: str = "aligned"  # default | aligned | hugepage (see workbench.memory)
+    prefetch: int = 0  # SIMD kernels: software-prefetch active rows this far ahead (0: off)
     kernels: dict = field(default_factory=dict)  # per-op overrides, e.g. {"fwd_rows": "f32/scalar"}
 
     def __post_init__(self):
@@ -168,6 +171,8 @@ class Config:
         if not isinstance(self.deterministic, bool):
             bad("deterministic", f"expected true or false, got {self.deterministic!r}")
         check_choice("precision", PRECISIONS)
+        check_choice("placement", PLACEMENTS)
+        check_int("prefetch", 0, 64)
         if not isinstance(self.isa, str):
             bad("isa", f"expected a string, got {self.isa!r}")
         if not isinstance(self.kernels, dict):

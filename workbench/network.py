@@ -70,11 +70,11 @@ class Layer:
 class Network:
     """SLIDE network. `Network(config)`, `.fit(data)`, `.evaluate(data)`, `.save(path)`, `Network.load(path)`."""
 
-    def __init__(self, config: Config, *, placement: str = "aligned", _init: bool = True):
+    def __init__(self, config: Config, *, _init: bool = True):
         if not isinstance(config, Config):
             raise TypeError("config must be a workbench.Config")
         self.config = config
-        self.placement = placement
+        self.placement = config.placement
         self.threads = config.effective_threads()
         self.kernels = variants.select(config.precision, config.isa, config.kernels)
         self.step = 0  # Adam steps taken
@@ -97,10 +97,16 @@ class Network:
                     self._rehash(layer)
 
     # ---- construction --------------------------------------------------------
-    def _alloc(self, shape, dtype, name):
-        buf = memory.allocate(shape, dtype, self.placement, name=name)
+    def _alloc(self, shape, dtype, name, spare: int = 0):
+        """A zeroed array; `spare` extra elements after it (bf16 gathers read 4 bytes at a 2-byte offset)."""
+        if not spare:
+            buf = memory.allocate(shape, dtype, self.placement, name=name)
+            self._buffers.append(buf)
+            return buf.array
+        n = int(np.prod(shape))
+        buf = memory.allocate(n + spare, dtype, self.placement, name=name)
         self._buffers.append(buf)
-        return buf.array
+        return buf.array[:n].reshape(shape)
 
     def _allocate(self) -> list[Layer]:
         cfg = self.config
@@ -114,7 +120,7 @@ class Network:
             a = layer.arrays
             for name in ("W", "gW", "mW", "vW"):
                 a[name] = self._alloc((rows, ld), np.float32, f"layer{i}.{name}")
-            a["Wb"] = self._alloc((rows, ld), np.uint16, f"layer{i}.Wb") if cfg.precision == "bf16" else None
+            a["Wb"] = self._alloc((rows, ld), np.uint16, f"layer{i}.Wb", spare=32) if cfg.precision == "bf16" else None
             for name in ("b", "gb", "mb", "vb"):
                 a[name] = self._alloc(n_out, np.float32, f"layer{i}.{name}")
             a["row_stamp"] = np.zeros(rows, np.int32)
@@ -170,7 +176,7 @@ class Network:
                           b=a["b"], gW=a["gW"], gb=a["gb"], mW=a["mW"], vW=a["vW"], mb=a["mb"], vb=a["vb"],
                           row_stamp=a["row_stamp"], bias_stamp=a["bias_stamp"], lsh=layer.lsh,
                           sampling=SAMPLING_IDS[cfg.sampling], top_k=min(cfg.top_k, layer.n_out),
-                          threshold=cfg.threshold, min_active=min(cfg.min_active, layer.n_out),
+                          threshold=cfg.threshold, min_active=min(cfg.min_active, layer.n_out), prefetch=cfg.prefetch,
                           hasher=layer.hasher, tables=layer.tables)
             k = {op: c.kernel.name for op, c in self.kernels.items()}
             eng.set_kernels(layer.index, k["fwd_rows"], k["bwd_rows"], k["fwd_cols"], k["bwd_cols"], k["adam"],
@@ -386,12 +392,12 @@ class Network:
         checkpoint.save(path, self)
 
     @classmethod
-    def load(cls, path: str, *, overrides: dict | None = None, placement: str = "aligned") -> "Network":
+    def load(cls, path: str, *, overrides: dict | None = None) -> "Network":
         """Load a checkpoint. overrides: execution settings that may differ
         from the run that wrote it (threads, precision, isa, kernels)."""
         from . import checkpoint
 
-        return checkpoint.load(path, cls, overrides=overrides, placement=placement)
+        return checkpoint.load(path, cls, overrides=overrides)
 
     def _restore(self, meta: dict, arrays: dict) -> None:
         for layer in self.layers:

@@ -76,6 +76,9 @@ SLIDE_INLINE bf16_t slide_f32_to_bf16(float f) {
     return (bf16_t)(u >> 16);
 }
 
+/* fp32 rounded to the nearest bf16, kept as fp32. */
+SLIDE_INLINE float slide_round_bf16(float f) { return slide_bf16_to_f32(slide_f32_to_bf16(f)); }
+
 /* Round up to a multiple of m (m a power of two). */
 SLIDE_INLINE int64_t slide_round_up(int64_t x, int64_t m) { return (x + m - 1) & ~(m - 1); }
 

@@ -15,6 +15,16 @@
  *
  * Kernels never allocate and never check bounds: the engine validates every
  * index at the Python/C boundary before a kernel sees it.
+ *
+ * Precision (the dtype part of a kernel's name):
+ *   f32      fp32 weights and activations.
+ *   bf16     weights read from the bf16 copy (wb); forward dot products on
+ *            bf16-rounded activations; backward and Adam in fp32.
+ *   bf16act  weights stored fp32 but rounded to bf16 for the forward dot
+ *            products, activations rounded to bf16 too (bf16 compute, fp32
+ *            storage); backward uses the f32 kernels.
+ * Products of two bf16 values are exact in fp32, so every ISA computes the
+ * same products; only the fp32 accumulation order differs.
  */
 #ifndef SLIDE_KERNEL_API_H
 #define SLIDE_KERNEL_API_H
@@ -28,6 +38,7 @@ typedef struct {
     int64_t ld;    /* row stride in elements (same for w and wb) */
     int32_t rows;  /* storage rows */
     int32_t cols;  /* valid columns per row (<= ld) */
+    int32_t prefetch; /* SIMD kernels: software-prefetch rows this many active rows ahead (0: off) */
 } slide_mat;
 
 typedef struct {

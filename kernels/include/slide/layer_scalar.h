@@ -99,23 +99,53 @@ static void slide_bwd_cols_f32_scalar(const slide_mat *m, float *gW, float *gb, 
     }
 }
 
-/* ---- row-major, bf16 weights (fp32 arithmetic) ---------------------------- */
+/* ---- bf16 forward: bf16 weights (copy) or fp32 weights rounded on the fly ---- */
 
-static void slide_fwd_rows_bf16_scalar(const slide_mat *m, const int32_t *xi, const float *xv, int32_t nx,
-                                       const int32_t *ids, int32_t n, float *z) {
-    for (int32_t i = 0; i < n; i++) {
-        const int64_t r = ids ? ids[i] : i;
-        const bf16_t *w = m->wb + r * m->ld;
-        float s = 0.f;
-        if (xi) {
-            for (int32_t k = 0; k < nx; k++) s += slide_bf16_to_f32(w[xi[k]]) * xv[k];
-        } else {
-            for (int32_t k = 0; k < nx; k++) s += slide_bf16_to_f32(w[k]) * xv[k];
-        }
-        z[i] = s + m->b[r];
+/* Weight k of a row, as the bf16 value the kernel multiplies with. */
+#define SLIDE_W_BF16(w, k) slide_bf16_to_f32((w)[k])
+#define SLIDE_W_BF16ACT(w, k) slide_round_bf16((w)[k])
+
+#define SLIDE_SCALAR_FWD_ROWS(NAME, WT, WSRC, WGET)                                                         \
+    static void NAME(const slide_mat *m, const int32_t *xi, const float *xv, int32_t nx, const int32_t *ids,  \
+                     int32_t n, float *z) {                                                                  \
+        for (int32_t i = 0; i < n; i++) {                                                                    \
+            const int64_t r = ids ? ids[i] : i;                                                              \
+            const WT *w = m->WSRC + r * m->ld;                                                               \
+            float s = 0.f;                                                                                   \
+            if (xi) {                                                                                        \
+                for (int32_t k = 0; k < nx; k++) s += WGET(w, xi[k]) * slide_round_bf16(xv[k]);              \
+            } else {                                                                                         \
+                for (int32_t k = 0; k < nx; k++) s += WGET(w, k) * slide_round_bf16(xv[k]);                  \
+            }                                                                                                \
+            z[i] = s + m->b[r];                                                                              \
+        }                                                                                                    \
     }
-}
 
+#define SLIDE_SCALAR_FWD_COLS(NAME, WT, WSRC, WGET)                                                         \
+    static void NAME(const slide_mat *m, const int32_t *xi, const float *xv, int32_t nx, const int32_t *ids,  \
+                     int32_t n, float *z) {                                                                  \
+        if (ids) {                                                                                           \
+            for (int32_t i = 0; i < n; i++) z[i] = m->b[ids[i]];                                             \
+        } else {                                                                                             \
+            for (int32_t i = 0; i < n; i++) z[i] = m->b[i];                                                  \
+        }                                                                                                    \
+        for (int32_t k = 0; k < nx; k++) {                                                                   \
+            const float x = slide_round_bf16(xv[k]);                                                         \
+            const WT *w = m->WSRC + (int64_t)(xi ? xi[k] : k) * m->ld;                                       \
+            if (ids) {                                                                                       \
+                for (int32_t i = 0; i < n; i++) z[i] += x * WGET(w, ids[i]);                                 \
+            } else {                                                                                         \
+                for (int32_t i = 0; i < n; i++) z[i] += x * WGET(w, i);                                      \
+            }                                                                                                \
+        }                                                                                                    \
+    }
+
+SLIDE_SCALAR_FWD_ROWS(slide_fwd_rows_bf16_scalar, bf16_t, wb, SLIDE_W_BF16)
+SLIDE_SCALAR_FWD_ROWS(slide_fwd_rows_bf16act_scalar, float, w, SLIDE_W_BF16ACT)
+SLIDE_SCALAR_FWD_COLS(slide_fwd_cols_bf16_scalar, bf16_t, wb, SLIDE_W_BF16)
+SLIDE_SCALAR_FWD_COLS(slide_fwd_cols_bf16act_scalar, float, w, SLIDE_W_BF16ACT)
+
+/* bf16 backward: the input gradient reads the bf16 copy; weight gradients fp32. */
 static void slide_bwd_rows_bf16_scalar(const slide_mat *m, float *gW, float *gb, const int32_t *xi,
                                        const float *xv, int32_t nx, const int32_t *ids, const float *g, int32_t n,
                                        float *dx) {
@@ -134,26 +164,6 @@ static void slide_bwd_rows_bf16_scalar(const slide_mat *m, float *gW, float *gb,
             for (int32_t k = 0; k < nx; k++) gw[k] += gi * xv[k];
         }
         gb[r] += gi;
-    }
-}
-
-/* ---- transposed, bf16 weights ---------------------------------------------- */
-
-static void slide_fwd_cols_bf16_scalar(const slide_mat *m, const int32_t *xi, const float *xv, int32_t nx,
-                                       const int32_t *ids, int32_t n, float *z) {
-    if (ids) {
-        for (int32_t i = 0; i < n; i++) z[i] = m->b[ids[i]];
-    } else {
-        for (int32_t i = 0; i < n; i++) z[i] = m->b[i];
-    }
-    for (int32_t k = 0; k < nx; k++) {
-        const float x = xv[k];
-        const bf16_t *w = m->wb + (int64_t)(xi ? xi[k] : k) * m->ld;
-        if (ids) {
-            for (int32_t i = 0; i < n; i++) z[i] += x * slide_bf16_to_f32(w[ids[i]]);
-        } else {
-            for (int32_t i = 0; i < n; i++) z[i] += x * slide_bf16_to_f32(w[i]);
-        }
     }
 }
 

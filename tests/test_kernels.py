@@ -1,0 +1,224 @@
+"""Every kernel variant of every op against an independent float64 numpy
+oracle and against the scalar kernel of the same dtype.
+
+Variants the CPU cannot run are reported as skipped with the selector's
+reason. Sizes cover odd widths (1, 15, 17, 100, 129), empty active sets,
+empty inputs, unaligned buffers, dense and sparse inputs, both layouts.
+"""
+
+import numpy as np
+import pytest
+
+from kernels import _core
+from workbench import variants
+from workbench.bf16 import round_bf16, to_bf16
+
+ALL = variants.compiled_kernels()
+USABLE = variants.usable_isas()
+WIDTHS = [1, 15, 16, 17, 100, 128, 129]
+
+
+def kernels_for(op):
+    return [pytest.param(k, id=f"{k.dtype}-{k.isa}") for k in ALL if k.op == op]
+
+
+def require(k):
+    if k.isa not in USABLE:
+        pytest.skip(f"{k.op}:{k.name} unavailable: {variants._why_unusable(k.isa)}")
+
+
+def unaligned(a):
+    """The same values in a buffer whose data pointer is 4 bytes off any 64-byte boundary."""
+    flat = np.empty(a.size + 17, a.dtype)
+    off = ((-flat.ctypes.data) % 64) // a.itemsize + 1
+    out = flat[off:off + a.size].reshape(a.shape)
+    out[...] = a
+    return out
+
+
+def storage(Wlog, layout, misalign=False):
+    """Padded storage of a logical (n_out, n_in) matrix, plus its bf16 copy."""
+    A = Wlog if layout == 0 else Wlog.T
+    ld = -(-A.shape[1] // 16) * 16
+    W = np.zeros((A.shape[0], ld), np.float32)
+    W[:, : A.shape[1]] = A
+    if misalign:
+        W = unaligned(W)
+    Wb = _core.bf16_buffer(W.shape)
+    Wb[...] = to_bf16(W)
+    return W, Wb
+
+
+def make_case(rng, n_in, n_out, sparse, n_active, layout):
+    Wlog = rng.standard_normal((n_out, n_in)).astype(np.float32)
+    b = rng.standard_normal(n_out).astype(np.float32)
+    if sparse:
+        k = rng.integers(0, n_in + 1)
+        xi = np.sort(rng.choice(n_in, k, replace=False)).astype(np.int32)
+        xv = rng.standard_normal(k).astype(np.float32)
+    else:
+        xi = None
+        xv = rng.standard_normal(n_in).astype(np.float32)
+    ids = None if n_active is None else rng.choice(n_out, n_active, replace=False).astype(np.int32)
+    return Wlog, b, xi, xv, ids
+
+
+def oracle_forward(Wlog, b, xi, xv, ids, dtype):
+    Wq = Wlog.astype(np.float64) if dtype == "f32" else round_bf16(Wlog).astype(np.float64)
+    xq = xv.astype(np.float64) if dtype == "f32" else round_bf16(xv).astype(np.float64)
+    x = np.zeros(Wlog.shape[1])
+    if xi is None:
+        x[:] = xq
+    else:
+        x[xi] = xq
+    rows = np.arange(Wlog.shape[0]) if ids is None else ids
+    z = Wq[rows] @ x + b[rows]
+    scale = np.abs(Wq[rows]) @ np.abs(x) + np.abs(b[rows])
+    return z, scale
+
+
+CASES = [(w, sparse, act, layout) for w in WIDTHS for sparse in (False, True) for act in ("all", "some", "none")
+         for layout in (0, 1)]
+
+
+@pytest.mark.parametrize("k", kernels_for("fwd_rows") + kernels_for("fwd_cols"))
+def test_forward_matches_oracle_and_scalar(k):
+    require(k)
+    layout = 0 if k.op == "fwd_rows" else 1
+    rng = np.random.default_rng(11)
+    for w, sparse, act, _ in [c for c in CASES if c[3] == layout]:
+        n_in, n_out = w, w + 3
+        n_active = {"all": None, "some": max(1, n_out // 2), "none": 0}[act]
+        Wlog, b, xi, xv, ids = make_case(rng, n_in, n_out, sparse, n_active, layout)
+        W, Wb = storage(Wlog, layout, misalign=(w % 2 == 1))
+        n = n_out if ids is None else len(ids)
+        xv_u = unaligned(xv) if xv.size else xv
+        z = _core.op_forward(k.name, layout, n_in, W, Wb if k.dtype == "bf16" else None, b, xi, xv_u, ids, n)
+        want, scale = oracle_forward(Wlog, b, xi, xv, ids, k.dtype)
+        np.testing.assert_allclose(z, want, rtol=0, atol=1e-5 * scale.max(initial=1.0) + 1e-6,
+                                   err_msg=f"{k} w={w} sparse={sparse} act={act}")
+        ref = _core.op_forward(f"{k.dtype}/scalar", layout, n_in, W, Wb if k.dtype == "bf16" else None, b, xi, xv,
+                               ids, n)
+        np.testing.assert_allclose(z, ref, rtol=0, atol=1e-5 * scale.max(initial=1.0) + 1e-6)
+
+
+@pytest.mark.parametrize("k", kernels_for("fwd_rows") + kernels_for("fwd_cols"))
+def test_forward_prefetch_changes_nothing(k):
+    require(k)
+    layout = 0 if k.op == "fwd_rows" else 1
+    rng = np.random.default_rng(3)
+    Wlog, b, xi, xv, ids = make_case(rng, 128, 300, False, 97, layout)
+    W, Wb = storage(Wlog, layout)
+    Wb = Wb if k.dtype == "bf16" else None
+    a = _core.op_forward(k.name, layout, 128, W, Wb, b, xi, xv, ids, 97, prefetch=0)
+    c = _core.op_forward(k.name, layout, 128, W, Wb, b, xi, xv, ids, 97, prefetch=8)
+    np.testing.assert_array_equal(a, c)
+
+
+@pytest.mark.parametrize("k", kernels_for("bwd_rows") + kernels_for("bwd_cols"))
+def test_backward_matches_oracle_and_scalar(k):
+    require(k)
+    layout = 0 if k.op == "bwd_rows" else 1
+    rng = np.random.default_rng(12)
+    for w, sparse, act, _ in [c for c in CASES if c[3] == layout]:
+        n_in, n_out = w, w + 3
+        n_active = {"all": None, "some": max(1, n_out // 2), "none": 0}[act]
+        Wlog, b, xi, xv, ids = make_case(rng, n_in, n_out, sparse, n_active, layout)
+        W, Wb = storage(Wlog, layout)
+        rows = np.arange(n_out) if ids is None else ids
+        g = rng.standard_normal(len(rows)).astype(np.float32)
+        gW0 = rng.standard_normal(W.shape).astype(np.float32)
+        gW0[:, (n_in if layout == 0 else n_out):] = 0
+        gb0 = rng.standard_normal(n_out).astype(np.float32)
+        results = []
+        for name in (k.name, f"{k.dtype}/scalar"):
+            gW, gb = gW0.copy(), gb0.copy()
+            dx = _core.op_backward(name, layout, n_in, W, Wb if k.dtype == "bf16" else None, gW, gb, xi, xv, ids,
+                                   g, True)
+            results.append((gW, gb, dx))
+        # oracle in the logical orientation
+        Wq = Wlog.astype(np.float64) if k.dtype == "f32" else round_bf16(Wlog).astype(np.float64)
+        cols = np.arange(n_in) if xi is None else xi
+        want_dx = g.astype(np.float64) @ Wq[rows][:, cols]
+        gW_log = (gW0[:, :n_in] if layout == 0 else gW0[:, :n_out].T).astype(np.float64)
+        gW_log[np.ix_(rows, cols)] += np.outer(g, xv)
+        want_gb = gb0.astype(np.float64)
+        np.add.at(want_gb, rows, g)
+        scale = np.abs(g) @ np.abs(Wq[rows][:, cols]) + 1.0 if len(rows) else np.ones(len(cols))
+        for gW, gb, dx in results:
+            got_log = gW[:, :n_in] if layout == 0 else gW[:, :n_out].T
+            np.testing.assert_allclose(dx, want_dx, rtol=0, atol=1e-5 * scale.max(initial=1.0) + 1e-6,
+                                       err_msg=f"{k} dx w={w} sparse={sparse} act={act}")
+            np.testing.assert_allclose(got_log, gW_log, rtol=1e-6, atol=1e-6, err_msg=f"{k} gW w={w}")
+            np.testing.assert_allclose(gb, want_gb, rtol=1e-6, atol=1e-6, err_msg=f"{k} gb w={w}")
+            # padding columns stay zero
+            assert not np.any(gW[:, (n_in if layout == 0 else n_out):])
+        np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("k", kernels_for("adam"))
+@pytest.mark.parametrize("with_bf16", [False, True])
+def test_adam_is_bitwise_equal_to_scalar_and_matches_oracle(k, with_bf16):
+    require(k)
+    rng = np.random.default_rng(13)
+    for cols in WIDTHS:
+        R, ld = 37, -(-cols // 16) * 16
+        W0 = np.zeros((R, ld), np.float32)
+        W0[:, :cols] = rng.standard_normal((R, cols))
+        M0 = np.zeros_like(W0)
+        M0[:, :cols] = rng.standard_normal((R, cols)) * 0.1
+        V0 = np.zeros_like(W0)
+        V0[:, :cols] = rng.random((R, cols)) * 0.01
+        G0 = np.zeros_like(W0)
+        G0[:, :cols] = rng.standard_normal((R, cols))
+        G0[0, 0] = 0.0
+        rows = np.sort(rng.choice(R, 20, replace=False)).astype(np.int32)
+        outs = []
+        for name in (k.name, "f32/scalar"):
+            W, M, V, G = (unaligned(a) for a in (W0, M0, V0, G0))
+            Wb = _core.bf16_buffer(W.shape) if with_bf16 else None
+            _core.op_adam(name, W, Wb, M, V, G, cols, rows, 1e-3)
+            outs.append((W, M, V, G, Wb))
+        for a, b in zip(outs[0], outs[1]):
+            if a is not None:
+                np.testing.assert_array_equal(a, b)
+        W, M, V, G, Wb = outs[0]
+        lr, b1, b2, eps = 1e-3, 0.9, 0.999, 1e-8
+        m = b1 * M0[rows].astype(np.float64) + (1 - b1) * G0[rows]
+        v = b2 * V0[rows].astype(np.float64) + (1 - b2) * G0[rows].astype(np.float64) ** 2
+        w = W0[rows] - lr * m / (np.sqrt(v) + eps)
+        np.testing.assert_allclose(W[rows], w, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(M[rows], m, rtol=1e-6, atol=2e-7)  # b1*m + (1-b1)*g may cancel
+        other = np.setdiff1d(np.arange(R), rows)
+        np.testing.assert_array_equal(W[other], W0[other])  # untouched rows stay
+        assert not G[rows].any() and np.array_equal(G[other], G0[other])
+        if with_bf16:
+            np.testing.assert_array_equal(Wb[rows], to_bf16(W[rows]))
+            assert not Wb[other].any()
+
+
+def test_every_op_has_a_usable_kernel_for_every_precision():
+    for precision in variants.PRECISIONS:
+        choice = variants.select(precision)
+        assert set(choice) == set(variants.OPS)
+        for op, c in choice.items():
+            assert c.kernel.isa in USABLE
+            assert c.kernel.dtype == variants.PRECISION_DTYPES[precision][op]
+
+
+def test_bad_indices_are_refused_before_any_kernel_runs():
+    rng = np.random.default_rng(0)
+    Wlog, b, _, xv, _ = make_case(rng, 20, 30, False, None, 0)
+    W, _ = storage(Wlog, 0)
+    with pytest.raises(IndexError):
+        _core.op_forward("f32/scalar", 0, 20, W, None, b, None, xv, np.array([0, 30], np.int32), 2)
+    with pytest.raises(IndexError):
+        _core.op_forward("f32/scalar", 0, 20, W, None, b, np.array([-1], np.int32), xv[:1], None, 30)
+    with pytest.raises(ValueError):
+        _core.op_forward("f32/scalar", 0, 20, W, None, b, None, xv[:5], None, 30)
+    with pytest.raises(ValueError):
+        _core.op_forward("f32/scalar", 0, 20, W, None, b, None, xv, None, 31)
+    with pytest.raises(ValueError):  # bf16 copy without the spare elements
+        _core.op_forward("bf16/scalar", 0, 20, W, np.zeros(W.shape, np.uint16), b, None, xv, None, 30)
+    with pytest.raises(KeyError):
+        _core.op_forward("f32/nonexistent", 0, 20, W, None, b, None, xv, None, 30)
