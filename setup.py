@@ -121,6 +121,8 @@ def extensions():
     exts = [
         Extension("kernels._core", ["kernels/_core.pyx"], **common),
         Extension("kernels._io", ["kernels/_io.pyx"], **common),
+        # the AVX-512 kernels over a portable emulation of their intrinsics (testing only)
+        Extension("kernels._emu", ["kernels/_emu.pyx"], **common),
     ]
     only = os.environ.get("SLIDE_ONLY")
     if only:  # developer knob: build a subset, e.g. SLIDE_ONLY=_io

@@ -13,6 +13,7 @@ Nothing here allocates inside the batch loop.
 """
 
 cimport numpy as cnp
+cimport openmp
 from cython.parallel cimport parallel, prange, threadid
 from libc.stdint cimport int8_t, int32_t, int64_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
@@ -250,6 +251,11 @@ def cpu_probe():
            "leaf7_ebx": hex(c.leaf7_ebx), "leaf7_ecx": hex(c.leaf7_ecx), "leaf7_edx": hex(c.leaf7_edx),
            "leaf7_1_eax": hex(c.leaf7_1_eax), "xcr0": hex(c.xcr0), "osxsave": bool(c.osxsave)}
     return flags, raw
+
+
+def omp_max_threads():
+    """OpenMP's default team size in this process (OMP_NUM_THREADS or the cores)."""
+    return openmp.omp_get_max_threads()
 
 
 def request_amx():
@@ -751,20 +757,26 @@ def srp_coef_table(uint64_t seed, int32_t H, int32_t dim):
     return out
 
 
-def hash_dense(dict hasher, const float[:, ::1] X):
-    """Hash the rows of X with a hasher description (scalar kernel): (n, H) uint32."""
+def hash_dense(dict hasher, const float[:, ::1] X, str kernel="f32/scalar"):
+    """Hash the rows of X with a hasher description and a hash kernel: (n, H) uint32."""
     cdef slide_hasher hs
     memset(&hs, 0, sizeof(hs))
     _fill_hasher(&hs, hasher)
-    return _hash_rows(&hs, X, None, None)
+    return _hash_rows(&hs, X, None, <slide_hash_fn>_lookup("hash", kernel))
 
 
-def hash_sparse(dict hasher, const int64_t[::1] indptr, const int32_t[::1] indices, const float[::1] values):
+def hash_sparse(dict hasher, const int64_t[::1] indptr, const int32_t[::1] indices, const float[::1] values,
+                str kernel="f32/scalar"):
     """Hash CSR rows (sorted unique indices) with a hasher description: (n, H) uint32."""
     cdef slide_hasher hs
     memset(&hs, 0, sizeof(hs))
     _fill_hasher(&hs, hasher)
-    return _hash_rows(&hs, None, (indptr, indices, values), None)
+    if indptr.shape[0] < 1 or indptr[indptr.shape[0] - 1] > indices.shape[0] or indices.shape[0] != values.shape[0]:
+        raise ValueError("inconsistent CSR arrays")
+    for i in range(indices.shape[0]):
+        if indices[i] < 0 or indices[i] >= hs.dim:
+            raise IndexError(f"index {indices[i]} out of range [0, {hs.dim})")
+    return _hash_rows(&hs, None, (indptr, indices, values), <slide_hash_fn>_lookup("hash", kernel))
 
 
 def bucket_ids(dict hasher, const uint32_t[:, ::1] hashes):
@@ -783,6 +795,14 @@ def bucket_ids(dict hasher, const uint32_t[:, ::1] hashes):
 
 
 cdef _fill_hasher(slide_hasher *hs, dict h):
+    if h["dim"] < 1 or h["K"] < 1 or h["L"] < 1:
+        raise ValueError("bad hasher dimensions")
+    if h["family"] in (0, 1):
+        if h["coord_of_slot"].shape[0] != h["K"] * h["L"] * h["bin_size"] or \
+                h["slot_of_coord"].shape[0] != h["n_perm"] * h["dim"]:
+            raise ValueError("hasher permutation arrays do not match K, L, bin_size, dim")
+        if h["coord_of_slot"].min() < 0 or h["coord_of_slot"].max() >= h["dim"]:
+            raise IndexError("coord_of_slot out of range")
     hs.family = h["family"]
     hs.dim = h["dim"]
     hs.K = h["K"]
@@ -799,7 +819,7 @@ cdef _fill_hasher(slide_hasher *hs, dict h):
     hs.srp_coef = <const int8_t*>_ptr(h.get("srp_coef"), np.int8, "srp_coef", False)
 
 
-cdef _hash_rows(slide_hasher *hs, X, csr, dummy):
+cdef _hash_rows(slide_hasher *hs, X, csr, slide_hash_fn fn):
     cdef int64_t n = X.shape[0] if X is not None else csr[0].shape[0] - 1
     out = np.zeros((n, hs.H), dtype=np.uint32)
     cdef uint32_t[:, ::1] o = out
@@ -820,13 +840,13 @@ cdef _hash_rows(slide_hasher *hs, X, csr, dummy):
         if Xv.shape[1] != hs.dim:
             raise ValueError(f"vectors must have {hs.dim} columns")
         for i in range(n):
-            slide_hash_scalar(hs, &sc, NULL, &Xv[i, 0], hs.dim, &o[i, 0])
+            fn(hs, &sc, NULL, &Xv[i, 0], hs.dim, &o[i, 0])
     else:
         ip, ix, vx = csr
         for i in range(n):
             a = ip[i]
-            slide_hash_scalar(hs, &sc, &ix[a] if ip[i + 1] > a else _EMPTY_I,
-                              &vx[a] if ip[i + 1] > a else _EMPTY_V, <int32_t>(ip[i + 1] - a), &o[i, 0])
+            fn(hs, &sc, &ix[a] if ip[i + 1] > a else _EMPTY_I, &vx[a] if ip[i + 1] > a else _EMPTY_V,
+               <int32_t>(ip[i + 1] - a), &o[i, 0])
     return out
 
 

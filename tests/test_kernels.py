@@ -222,3 +222,21 @@ def test_bad_indices_are_refused_before_any_kernel_runs():
         _core.op_forward("bf16/scalar", 0, 20, W, np.zeros(W.shape, np.uint16), b, None, xv, None, 30)
     with pytest.raises(KeyError):
         _core.op_forward("f32/nonexistent", 0, 20, W, None, b, None, xv, None, 30)
+
+
+@pytest.mark.parametrize("k", kernels_for("hash"))
+@pytest.mark.parametrize("family", ["dwta", "wta", "srp", "minhash"])
+def test_hash_kernels_equal_scalar(k, family):
+    require(k)
+    from workbench.lsh import Hasher
+
+    rng = np.random.default_rng(5)
+    for dim, K, L in ((128, 6, 50), (17, 3, 5), (300, 1, 1)):
+        h = Hasher(family, dim=dim, K=K, L=L, seed=dim)
+        X = rng.standard_normal((40, dim)).astype(np.float32)
+        X[rng.random(X.shape) < 0.4] = 0.0  # zeros are absent for DWTA
+        X[0] = 0.0  # every bin empty
+        X[1, :] = 1.0  # every slot ties
+        X[2, ::3] = X[2, 1::3][: len(X[2, ::3])]  # repeated values
+        want = _core.hash_dense(h.params, X, "f32/scalar")
+        np.testing.assert_array_equal(_core.hash_dense(h.params, X, k.name), want)

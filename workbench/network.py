@@ -436,9 +436,21 @@ class Network:
                 for op, c in self.kernels.items()}
 
     def memory_report(self) -> dict:
+        """Bytes allocated, and for every buffer of 2 MiB or more the placement
+        asked for and the huge pages actually backing it (/proc/self/smaps)."""
         arrays = {b.name: b.array for b in self._buffers}
         total = sum(a.nbytes for a in arrays.values())
-        return {"parameter_bytes": total, "scratch_bytes": self.scratch_bytes, "placement": self.placement}
+        large = {b.name: b.array for b in self._buffers if b.array.nbytes >= memory.HUGE}
+        backing = memory.huge_pages_backing(large)
+        for b in self._buffers:
+            if b.name in backing:
+                backing[b.name]["placement"] = b.placement
+                backing[b.name]["aligned_2mib"] = b.address % memory.HUGE == 0
+        huge = sum(v["huge_bytes"] or 0 for v in backing.values())
+        return {"parameter_bytes": total, "scratch_bytes": self.scratch_bytes, "placement": self.placement,
+                "thp": memory.thp_mode(), "huge_bytes": huge,
+                "huge_fraction": round(huge / max(1, sum(a.nbytes for a in large.values())), 4),
+                "buffers": backing}
 
 
 def precision_at_k(top: np.ndarray, data: Dataset, rows: np.ndarray) -> dict:

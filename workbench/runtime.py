@@ -41,6 +41,8 @@ def cpu_info() -> dict:
 
 def report(network=None, *, threads: int | None = None, quick: bool = False) -> dict:
     """The runtime report. quick=True skips py-cpuinfo (about a second)."""
+    from kernels import _core
+
     rep = {
         "python": sys.version.split()[0],
         "numpy": np.__version__,
@@ -49,11 +51,15 @@ def report(network=None, *, threads: int | None = None, quick: bool = False) -> 
         "cpu_count": os.cpu_count(),
         "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "threads": threads if threads is not None else (network.threads if network is not None else None),
+        "omp_max_threads": _core.omp_max_threads(),
         "omp_num_threads_env": os.environ.get("OMP_NUM_THREADS"),
         "thp": memory.thp_mode(),
         "numpy_madvise_hugepage": os.environ.get("NUMPY_MADVISE_HUGEPAGE", "default"),
+        "cpu_features": variants.cpu_features(),
+        "capabilities": variants.capabilities(),
+        "selection_env": {k: os.environ[k] for k in ("SLIDE_DISABLE_ISA", "SLIDE_ENABLE_ISA", "SLIDE_ISA",
+                                                     "SLIDE_FORCE_KERNELS") if k in os.environ},
         "kernels_compiled": [f"{k.op}:{k.name}" for k in variants.compiled_kernels()],
-        "isa_usable": sorted(variants.usable_isas()),
     }
     try:
         from importlib.metadata import version
@@ -66,6 +72,8 @@ def report(network=None, *, threads: int | None = None, quick: bool = False) -> 
     if network is not None:
         rep["kernels_chosen"] = network.kernel_report()
         rep["memory"] = network.memory_report()
+    else:
+        rep["kernels_chosen_fp32"] = variants.report("fp32")["ops"]
     return rep
 
 

@@ -14,9 +14,11 @@
 #include "engine.h"
 #include "layer_scalar.h"
 #if defined(SLIDE_COMPILED_AVX2)
+#include "hash_avx2.h"
 #include "layer_avx2.h"
 #endif
 #if defined(SLIDE_COMPILED_AVX512)
+#include "hash_avx512.h"
 #include "layer_avx512.h"
 #endif
 #if defined(SLIDE_COMPILED_AVX512BF16)
@@ -59,6 +61,7 @@ static const slide_kernel_entry slide_registry[] = {
     SLIDE_K("bwd_cols", "f32", "avx2", slide_bwd_cols_f32_avx2),
     SLIDE_K("bwd_cols", "bf16", "avx2", slide_bwd_cols_bf16_avx2),
     SLIDE_K("adam", "f32", "avx2", slide_adam_f32_avx2),
+    SLIDE_K("hash", "f32", "avx2", slide_hash_avx2),
 #endif
 #if defined(SLIDE_COMPILED_AVX512)
     SLIDE_K("fwd_rows", "f32", "avx512", slide_fwd_rows_f32_avx512),
@@ -72,6 +75,7 @@ static const slide_kernel_entry slide_registry[] = {
     SLIDE_K("bwd_cols", "f32", "avx512", slide_bwd_cols_f32_avx512),
     SLIDE_K("bwd_cols", "bf16", "avx512", slide_bwd_cols_bf16_avx512),
     SLIDE_K("adam", "f32", "avx512", slide_adam_f32_avx512),
+    SLIDE_K("hash", "f32", "avx512", slide_hash_avx512),
 #endif
 #if defined(SLIDE_COMPILED_AVX512BF16)
     SLIDE_K("fwd_rows", "bf16", "avx512_bf16", slide_fwd_rows_bf16_avx512_bf16),

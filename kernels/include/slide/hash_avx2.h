@@ -1,0 +1,54 @@
+/* hash_avx2.h: DWTA / WTA over a dense vector with AVX2, bins of 8.
+ *
+ * One bin is one 8-lane gather of its coordinates; the maximum comes from
+ * three permute+max steps and the winning slot is the lowest set bit of the
+ * equality mask, which is exactly the scalar kernel's tie rule (first
+ * maximum). DWTA treats zeros as absent (they become -inf; an all-zero bin is
+ * empty and densified). Other families, sparse inputs and other bin sizes
+ * run the scalar code.
+ */
+#ifndef SLIDE_HASH_AVX2_H
+#define SLIDE_HASH_AVX2_H
+
+#include <immintrin.h>
+
+#include "hash_scalar.h"
+
+#define SLIDE_THASH2 __attribute__((target("avx2,fma,f16c")))
+
+SLIDE_THASH2 static void slide_wta8_dense_avx2(const slide_hasher *hs, const float *x, int skip_zeros, float *best,
+                                                int32_t *arg) {
+    const __m256 ninf = _mm256_set1_ps(-INFINITY);
+    const __m256 zero = _mm256_setzero_ps();
+    for (int32_t h = 0; h < hs->H; h++) {
+        const __m256i idx = _mm256_loadu_si256((const __m256i *)(hs->coord_of_slot + (int64_t)h * 8));
+        __m256 v = _mm256_i32gather_ps(x, idx, 4);
+        if (skip_zeros) v = _mm256_blendv_ps(v, ninf, _mm256_cmp_ps(v, zero, _CMP_EQ_OQ));
+        __m256 m = _mm256_max_ps(v, _mm256_permute_ps(v, 0xB1));
+        m = _mm256_max_ps(m, _mm256_permute_ps(m, 0x4E));
+        m = _mm256_max_ps(m, _mm256_permute2f128_ps(m, m, 0x01));
+        const float mx = _mm256_cvtss_f32(m);
+        const int eq = _mm256_movemask_ps(_mm256_cmp_ps(v, m, _CMP_EQ_OQ));
+        if (mx == -INFINITY && skip_zeros) {
+            best[h] = -INFINITY;
+            arg[h] = -1;
+        } else {
+            best[h] = mx;
+            arg[h] = __builtin_ctz((unsigned)eq);
+        }
+    }
+}
+
+SLIDE_THASH2 static void slide_hash_avx2(const slide_hasher *hs, slide_hash_scratch *sc, const int32_t *xi,
+                                         const float *xv, int32_t nx, uint32_t *out) {
+    if (xi || hs->bin_size != 8 || (hs->family != SLIDE_HASH_DWTA && hs->family != SLIDE_HASH_WTA)) {
+        slide_hash_scalar(hs, sc, xi, xv, nx, out);
+        return;
+    }
+    const int dwta = hs->family == SLIDE_HASH_DWTA;
+    slide_wta8_dense_avx2(hs, xv, dwta, sc->best, sc->arg);
+    for (int32_t h = 0; h < hs->H; h++) out[h] = sc->arg[h] < 0 ? 0u : (uint32_t)sc->arg[h];
+    if (dwta) slide_densify(hs, sc->arg, out);
+}
+
+#endif
