@@ -5,7 +5,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-SOURCES := pyproject.toml setup.py $(wildcard kernels/*.pyx kernels/include/slide/*.h)
+SOURCES := pyproject.toml setup.py $(wildcard kernels/*.pyx kernels/include/slide/*.h kernels/include/slide/emu/*.h)
 DEMO_ARGS ?= --max-samples 50000 --eval-samples 1000
 
 .PHONY: demo test bench clean

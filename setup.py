@@ -111,7 +111,7 @@ def extensions():
     macros.append(("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"))
     cflags, ldflags = build_flags()
     common = dict(
-        depends=sorted(glob.glob(os.path.join("kernels", "include", "slide", "*.h"))),
+        depends=sorted(glob.glob(os.path.join("kernels", "include", "slide", "**", "*.h"), recursive=True)),
         include_dirs=[INCLUDE, np.get_include()],
         define_macros=macros,
         extra_compile_args=cflags,

@@ -160,6 +160,44 @@ cdef extern from "slide/registry.h" nogil:
         int64_t labels_found
         slide_rng rng
 
+    ctypedef struct slide_batch:
+        int32_t B
+        int32_t cap
+        int32_t d
+        int64_t ldh
+        float *H
+        float *acts[8]
+        int32_t act_ld[8]
+        int32_t *A
+        int32_t *nA
+        int32_t *nF
+        float *Z
+        float *loss
+        float *zero_b
+        int32_t *cnt
+        int32_t *urows
+        int32_t *uoff
+        int32_t n_union
+        int32_t *es
+        int32_t *ep
+        slide_fwd_rows_fn fwd
+        slide_bwd_rows_fn bwd
+        int32_t bf16_rows
+
+    int slide_batch_select(slide_net *net, slide_thread *th, slide_batch *bt, int32_t s, const int32_t *xi,
+                           const float *xv, int32_t nx, const int32_t *labels, int32_t n_labels)
+    int32_t slide_batch_count(slide_batch *bt, int32_t lo, int32_t hi, int64_t *n_entries)
+    void slide_batch_place(slide_batch *bt, int32_t lo, int32_t hi, int32_t rbase, int32_t ebase)
+    void slide_batch_forward(const slide_net *net, slide_batch *bt, int32_t r0, int32_t r1, float *wbuf,
+                             int32_t *sids, float *zs)
+    float slide_batch_softmax(const slide_net *net, slide_batch *bt, int32_t s, float scale)
+    void slide_batch_backward_adam(slide_net *net, slide_batch *bt, int32_t r0, int32_t r1, float *dH,
+                                   float *wbuf, float *gvec, int32_t *sids, float *gs, float *gbs,
+                                   const slide_adam_params *p, int dense_update, int32_t batch)
+    void slide_batch_hidden_backward(slide_net *net, slide_thread *th, slide_batch *bt, int32_t s,
+                                     const float *dH_all, int32_t T, int64_t dH_stride, const int32_t *xi,
+                                     const float *xv, int32_t nx, int32_t batch)
+
     ctypedef void (*slide_any_fn)()
     ctypedef struct slide_kernel_entry:
         const char *op
@@ -308,6 +346,20 @@ cdef class Engine:
     cdef int32_t *rowbuf  # ADAM_CHUNK ids per thread
     cdef float *colbuf    # per-thread gather buffer for hashing transposed columns
     cdef int64_t colbuf_len
+    # batched output layer ("union" strategy)
+    cdef slide_batch bt
+    cdef int batch_ready
+    cdef int32_t bt_Bmax
+    cdef float *u_wbuf
+    cdef float *u_gvec
+    cdef int32_t *u_sids
+    cdef float *u_gs
+    cdef float *u_gbs
+    cdef float *u_zs
+    cdef float *u_dH
+    cdef int64_t u_dH_stride
+    cdef list _batch_keep
+    cdef dict union_ns
 
     def __cinit__(self):
         memset(&self.net, 0, sizeof(slide_net))
@@ -317,6 +369,10 @@ cdef class Engine:
         self.max_threads = 0
         self._keep = []
         self._layer_keep = []
+        self._batch_keep = []
+        self.batch_ready = 0
+        memset(&self.bt, 0, sizeof(slide_batch))
+        self.union_ns = {}
 
     def __dealloc__(self):
         free(self.th)
@@ -532,8 +588,195 @@ cdef class Engine:
                     counted += 1
         return total, counted
 
+    # ---- batched output layer -----------------------------------------------------
+
+    def setup_batch(self, int Bmax, int cap, str fwd_kernel, str bwd_kernel):
+        """Allocate the buffers of the batched output layer for batches of up to
+        Bmax samples whose output active sets hold at most cap neurons."""
+        self._check_ready(1)
+        cdef int last = self.net.n_layers - 1
+        if last < 1 or self.net.layers[last - 1].lsh or not self.net.layers[last].lsh:
+            raise ValueError("the batched strategy needs a dense hidden layer feeding an LSH output layer")
+        if self.net.layers[last].layout != SLIDE_LAYOUT_ROWMAJOR:
+            raise ValueError("the batched strategy needs a row-major output layer")
+        if <int64_t>Bmax * cap >= 2**31:
+            raise ValueError(f"batch {Bmax} x active-set capacity {cap} is too large (>= 2^31 entries)")
+        cdef slide_layer *L = &self.net.layers[last]
+        cdef int T = self.max_threads
+        cdef int32_t d = L.n_in
+        cdef int64_t ldh = ((d + 15) // 16) * 16
+        keep = []
+
+        def arr(n, dt):
+            a = np.zeros(max(int(n), 1), dtype=dt)
+            keep.append(a)
+            return a
+
+        memset(&self.bt, 0, sizeof(slide_batch))
+        self.bt.cap = cap
+        self.bt.d = d
+        self.bt.ldh = ldh
+        self.bt.H = <float*>_ptr(arr(Bmax * ldh, np.float32), np.float32, "H")
+        for l in range(last):
+            w = self.net.layers[l].n_out
+            self.bt.act_ld[l] = w
+            self.bt.acts[l] = <float*>_ptr(arr(Bmax * w, np.float32), np.float32, "acts")
+        self.bt.A = <int32_t*>_ptr(arr(Bmax * cap, np.int32), np.int32, "A")
+        self.bt.nA = <int32_t*>_ptr(arr(Bmax, np.int32), np.int32, "nA")
+        self.bt.nF = <int32_t*>_ptr(arr(Bmax, np.int32), np.int32, "nF")
+        self.bt.Z = <float*>_ptr(arr(Bmax * cap, np.float32), np.float32, "Z")
+        self.bt.loss = <float*>_ptr(arr(Bmax, np.float32), np.float32, "loss")
+        self.bt.zero_b = <float*>_ptr(arr(Bmax, np.float32), np.float32, "zero_b")
+        self.bt.cnt = <int32_t*>_ptr(arr(L.n_out, np.int32), np.int32, "cnt")
+        self.bt.urows = <int32_t*>_ptr(arr(L.n_out, np.int32), np.int32, "urows")
+        self.bt.uoff = <int32_t*>_ptr(arr(L.n_out + 1, np.int32), np.int32, "uoff")
+        self.bt.es = <int32_t*>_ptr(arr(Bmax * cap, np.int32), np.int32, "es")
+        self.bt.ep = <int32_t*>_ptr(arr(Bmax * cap, np.int32), np.int32, "ep")
+        self.bt.fwd = <slide_fwd_rows_fn>_lookup("fwd_rows", fwd_kernel)
+        self.bt.bwd = <slide_bwd_rows_fn>_lookup("bwd_rows", bwd_kernel)
+        self.bt.bf16_rows = L.W.wb != NULL
+        self.u_wbuf = <float*>_ptr(arr(T * ldh, np.float32), np.float32, "wbuf")
+        self.u_gvec = <float*>_ptr(arr(T * ldh, np.float32), np.float32, "gvec")
+        self.u_sids = <int32_t*>_ptr(arr(T * Bmax, np.int32), np.int32, "sids")
+        self.u_gs = <float*>_ptr(arr(T * Bmax, np.float32), np.float32, "gs")
+        self.u_gbs = <float*>_ptr(arr(T * Bmax, np.float32), np.float32, "gbs")
+        self.u_zs = <float*>_ptr(arr(T * Bmax, np.float32), np.float32, "zs")
+        self.u_dH_stride = Bmax * ldh
+        self.u_dH = <float*>_ptr(arr(T * Bmax * ldh, np.float32), np.float32, "dH")
+        self.bt_Bmax = Bmax
+        self._batch_keep = keep
+        self.batch_ready = 1
+        return sum(a.nbytes for a in keep)
+
+    def train_batch_union(self, const int64_t[::1] indptr, const int32_t[::1] indices, const float[::1] values,
+                          const int64_t[::1] label_indptr, const int32_t[::1] labels, const int64_t[::1] order,
+                          int64_t start, int64_t stop, int32_t batch_id, uint64_t rng_seed, float scale,
+                          int n_threads, double lr_t, double beta1, double beta2, double eps, bint dense_update):
+        """One batch with the batched output layer (see batch.h): the output
+        layer is updated inside (fused Adam); hidden layers accumulate
+        gradients for update(). Returns (sum of losses, samples with labels)."""
+        self._check_ready(n_threads)
+        if not self.batch_ready:
+            raise RuntimeError("setup_batch was not called")
+        if start < 0 or stop > order.shape[0] or start > stop or stop - start > self.bt_Bmax:
+            raise IndexError("batch range out of bounds or larger than the prepared batch")
+        cdef int32_t B = <int32_t>(stop - start)
+        cdef int last = self.net.n_layers - 1
+        cdef slide_layer *L = &self.net.layers[last]
+        cdef slide_batch *bt = &self.bt
+        bt.B = B
+        cdef int64_t i, s, a, z
+        cdef int tid = 0
+        cdef slide_thread *th = NULL
+        cdef const int32_t *xi = &indices[0] if indices.shape[0] else _EMPTY_I
+        cdef const float *xv = &values[0] if values.shape[0] else _EMPTY_V
+        cdef const int32_t *yl = &labels[0] if labels.shape[0] else _EMPTY_I
+        cdef int64_t t0 = slide_now_ns(), t1, t2, t3, t4, t5, t6
+        cdef int T = n_threads
+        cdef int32_t n_out = L.n_out
+        # phase 1: hidden layers, LSH selection
+        with nogil, parallel(num_threads=T):
+            tid = threadid()
+            th = &self.th[tid]
+            for i in prange(B, schedule="dynamic", chunksize=1):
+                s = order[start + i]
+                a = indptr[s]
+                z = label_indptr[s]
+                th.rng.key = slide_key(rng_seed, <uint64_t>s)
+                th.rng.ctr = 0
+                slide_batch_select(&self.net, th, bt, <int32_t>i, xi + a, xv + a, <int32_t>(indptr[s + 1] - a),
+                                   yl + z, <int32_t>(label_indptr[s + 1] - z))
+        t1 = slide_now_ns()
+        # phase 2: inverted index, rows split into T ranges
+        cdef int64_t[8] ent
+        cdef int32_t[8] nrows
+        cdef int32_t[9] rbase
+        cdef int32_t[9] ebase
+        cdef int32_t lo, hi, r
+        cdef int q
+        if T > 8:
+            raise ValueError("at most 8 threads in the batched strategy")
+        with nogil, parallel(num_threads=T):
+            for q in prange(T, schedule="static", chunksize=1):
+                lo = <int32_t>(<int64_t>n_out * q // T)
+                hi = <int32_t>(<int64_t>n_out * (q + 1) // T)
+                nrows[q] = slide_batch_count(bt, lo, hi, &ent[q])
+        rbase[0] = 0
+        ebase[0] = 0
+        for q in range(T):
+            rbase[q + 1] = rbase[q] + nrows[q]
+            ebase[q + 1] = ebase[q] + <int32_t>ent[q]
+        bt.n_union = rbase[T]
+        bt.uoff[bt.n_union] = ebase[T]
+        with nogil, parallel(num_threads=T):
+            for q in prange(T, schedule="static", chunksize=1):
+                lo = <int32_t>(<int64_t>n_out * q // T)
+                hi = <int32_t>(<int64_t>n_out * (q + 1) // T)
+                slide_batch_place(bt, lo, hi, rbase[q], ebase[q])
+        t2 = slide_now_ns()
+        # phase 3: logits per union row
+        cdef int32_t CH = 64
+        cdef int32_t nchunks = (bt.n_union + CH - 1) // CH
+        cdef int32_t c
+        with nogil, parallel(num_threads=T):
+            tid = threadid()
+            for c in prange(nchunks, schedule="static", chunksize=1):
+                slide_batch_forward(&self.net, bt, c * CH, min((c + 1) * CH, bt.n_union),
+                                    self.u_wbuf + tid * bt.ldh, self.u_sids + tid * self.bt_Bmax,
+                                    self.u_zs + tid * self.bt_Bmax)
+        t3 = slide_now_ns()
+        # phase 4: softmax per sample
+        cdef double total = 0.0
+        cdef int64_t counted = 0
+        with nogil, parallel(num_threads=T):
+            for i in prange(B, schedule="static"):
+                total += slide_batch_softmax(&self.net, bt, <int32_t>i, scale)
+                if bt.nA[i] > 0:
+                    counted += 1
+        t4 = slide_now_ns()
+        # phase 5: gradients + Adam per union row; input gradients per thread
+        cdef slide_adam_params p
+        p.lr_t = lr_t
+        p.beta1 = beta1
+        p.beta2 = beta2
+        p.one_minus_beta1 = 1.0 - beta1
+        p.one_minus_beta2 = 1.0 - beta2
+        p.eps = eps
+        memset(self.u_dH, 0, T * self.u_dH_stride * sizeof(float))
+        with nogil, parallel(num_threads=T):
+            tid = threadid()
+            for c in prange(nchunks, schedule="static", chunksize=1):
+                slide_batch_backward_adam(&self.net, bt, c * CH, min((c + 1) * CH, bt.n_union),
+                                          self.u_dH + tid * self.u_dH_stride, self.u_wbuf + tid * bt.ldh,
+                                          self.u_gvec + tid * bt.ldh, self.u_sids + tid * self.bt_Bmax,
+                                          self.u_gs + tid * self.bt_Bmax, self.u_gbs + tid * self.bt_Bmax,
+                                          &p, dense_update, batch_id)
+        t5 = slide_now_ns()
+        # phase 6: hidden layers backward
+        with nogil, parallel(num_threads=T):
+            tid = threadid()
+            th = &self.th[tid]
+            for i in prange(B, schedule="dynamic", chunksize=1):
+                s = order[start + i]
+                a = indptr[s]
+                slide_batch_hidden_backward(&self.net, th, bt, <int32_t>i, self.u_dH, T, self.u_dH_stride,
+                                            xi + a, xv + a, <int32_t>(indptr[s + 1] - a), batch_id)
+        t6 = slide_now_ns()
+        for key, v in (("select", t1 - t0), ("index", t2 - t1), ("forward", t3 - t2), ("softmax", t4 - t3),
+                       ("backward_adam", t5 - t4), ("hidden_backward", t6 - t5)):
+            self.union_ns[key] = self.union_ns.get(key, 0) + v
+        self.union_ns["entries"] = self.union_ns.get("entries", 0) + ebase[T]
+        self.union_ns["union_rows"] = self.union_ns.get("union_rows", 0) + bt.n_union
+        return total, counted
+
+    def union_stats(self, bint reset=False):
+        out = dict(self.union_ns)
+        if reset:
+            self.union_ns = {}
+        return out
+
     def update(self, int l, double lr_t, double beta1, double beta2, double eps, int32_t batch_id,
-               bint dense, int n_threads):
+               bint dense, int n_threads, bint skip_stamped=False):
         """Adam on layer l: every row (dense) or the rows stamped with batch_id (sparse)."""
         self._check_ready(n_threads)
         self._check_layer(l)
@@ -548,17 +791,19 @@ cdef class Engine:
         cdef bint all_rows = dense or L.all_rows_touched or not self.net.track_touched
         cdef bint all_bias = dense or not self.net.track_touched or (
             L.all_bias_touched if L.layout == SLIDE_LAYOUT_TRANSPOSED else L.all_rows_touched)
+        if skip_stamped:  # dense pass after the batched layer updated its rows: the others only
+            all_rows = all_bias = False
         self._adam_matrix(L.adam, L.W.w, L.W.wb, L.mW, L.vW, L.gW, L.W.ld, L.W.cols, L.W.rows,
-                          L.row_stamp, batch_id, all_rows, &p, n_threads)
+                          L.row_stamp, batch_id, all_rows, &p, n_threads, skip_stamped)
         cdef int32_t *bstamp = L.bias_stamp if L.layout == SLIDE_LAYOUT_TRANSPOSED else L.row_stamp
         self._adam_matrix(L.adam, L.W.b, NULL, L.mb, L.vb, L.gb, 1, 1, L.n_out, bstamp, batch_id, all_bias,
-                          &p, n_threads)
+                          &p, n_threads, skip_stamped)
         L.all_rows_touched = 0
         L.all_bias_touched = 0
 
     cdef void _adam_matrix(self, slide_adam_fn adam, float *w, bf16_t *wb, float *m, float *v, float *g, int64_t ld, int32_t cols,
                            int64_t rows, const int32_t *stamp, int32_t batch_id, bint all_rows,
-                           const slide_adam_params *p, int n_threads) noexcept nogil:
+                           const slide_adam_params *p, int n_threads, bint invert=False) noexcept nogil:
         cdef int64_t nchunks = (rows + ADAM_CHUNK - 1) // ADAM_CHUNK
         cdef int64_t c, r, r0, r1, cnt
         cdef int32_t *buf = NULL
@@ -575,7 +820,7 @@ cdef class Engine:
                 else:
                     cnt = 0
                     for r in range(r0, r1):
-                        if stamp[r] == batch_id:
+                        if (stamp[r] == batch_id) != invert:
                             buf[cnt] = <int32_t>r
                             cnt = cnt + 1
                     if cnt:

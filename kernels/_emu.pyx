@@ -35,7 +35,6 @@ cdef extern from *:
         SLIDE_E("hash", "f32", "avx512@emu", slide_hash_avx512),
         SLIDE_E("fwd_rows", "bf16", "avx512_bf16@emu", slide_fwd_rows_bf16_avx512_bf16),
         SLIDE_E("fwd_rows", "bf16act", "avx512_bf16@emu", slide_fwd_rows_bf16act_avx512_bf16),
-        SLIDE_E("adam", "f32", "avx512_bf16@emu", slide_adam_f32_avx512_bf16),
     };
     static const int slide_emu_len = (int)(sizeof(slide_emu_table) / sizeof(slide_emu_table[0]));
     """

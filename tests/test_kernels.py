@@ -240,3 +240,22 @@ def test_hash_kernels_equal_scalar(k, family):
         X[2, ::3] = X[2, 1::3][: len(X[2, ::3])]  # repeated values
         want = _core.hash_dense(h.params, X, "f32/scalar")
         np.testing.assert_array_equal(_core.hash_dense(h.params, X, k.name), want)
+
+
+@pytest.mark.parametrize("k", kernels_for("hash"))
+def test_hash_kernels_equal_scalar_on_non_finite_values(k):
+    require(k)
+    from workbench.lsh import Hasher
+
+    rng = np.random.default_rng(6)
+    for family in ("dwta", "wta"):
+        h = Hasher(family, dim=64, K=4, L=10, seed=2)
+        X = rng.standard_normal((30, 64)).astype(np.float32)
+        X[rng.random(X.shape) < 0.3] = 0.0
+        X[0, :] = -np.inf
+        X[1, ::2] = -np.inf
+        X[1, 1::2] = 0.0
+        X[2, ::5] = np.nan
+        X[3, :] = np.nan
+        X[4, ::3] = np.inf
+        np.testing.assert_array_equal(_core.hash_dense(h.params, X, k.name), _core.hash_dense(h.params, X, "f32/scalar"))

@@ -163,3 +163,37 @@ def test_data_that_does_not_fit_is_rejected(tiny):
                          range_pow=4, min_active=4))
     with pytest.raises(ValueError, match="features"):
         net.fit(train)
+
+
+@pytest.mark.parametrize("update", ["sparse", "dense"])
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_batched_strategy_equals_hogwild_in_deterministic_mode(small, update, precision):
+    """With one thread both strategies compute the same batch gradient and
+    the same Adam step; only the fp32 summation order differs. In bf16 the
+    rounding of activations to bf16 turns those last-bit differences into
+    occasional one-ulp (2^-8) changes of a product, hence the wider bound."""
+    train, _ = small
+    head = train.head(1500)
+    nets = {}
+    for strategy in ("hogwild", "batched"):
+        net = make(head, "small", deterministic=True, strategy=strategy, update=update, precision=precision)
+        assert net.strategy == strategy
+        net.fit(head, max_samples=1024)
+        nets[strategy] = net.state_arrays()
+    for k, a in nets["hogwild"].items():
+        b = nets["batched"][k]
+        if a.dtype.kind == "f":
+            tol = 1e-5 if precision == "fp32" else 3e-4
+            np.testing.assert_allclose(a, b, rtol=0, atol=tol * max(1e-3, float(np.abs(a).max())), err_msg=k)
+        else:
+            np.testing.assert_array_equal(a, b, err_msg=k)
+
+
+def test_auto_strategy_falls_back_where_batching_does_not_apply(tiny):
+    train, _ = tiny
+    assert make(train, "tiny").strategy == "batched"
+    assert make(train, "tiny", layer_modes=("dense", "dense")).strategy == "hogwild"
+    assert make(train, "tiny", layouts=("transposed", "transposed")).strategy == "hogwild"
+    assert make(train, "tiny", layer_modes=("lsh", "lsh")).strategy == "hogwild"
+    with pytest.raises(ValueError, match="batched"):
+        make(train, "tiny", layer_modes=("dense", "dense"), strategy="batched")

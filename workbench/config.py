@@ -21,6 +21,7 @@ HASH_FAMILIES = ("dwta", "wta", "srp", "minhash")
 SAMPLINGS = ("vanilla", "topk", "threshold", "uniform", "exact")
 BUCKET_POLICIES = ("fifo", "reservoir")
 UPDATE_MODES = ("sparse", "dense")
+STRATEGIES = ("auto", "batched", "hogwild")
 LAYOUTS = ("rowmajor", "transposed")
 LAYER_MODES = ("dense", "lsh")
 PRECISIONS = ("fp32", "bf16", "bf16act")
@@ -79,6 +80,7 @@ class Config:
     beta2: float = 0.999
     eps: float = 1e-8
     update: str = "sparse"
+    strategy: str = "auto"  # batched | hogwild | auto (batched where the network allows it)
     init_std: float = 0.01
     # execution
     threads: int = 0  # 0: every core this process may use
@@ -166,6 +168,7 @@ class Config:
         check_float("eps", 0.0, 1.0)
         check_float("init_std", 0.0, 10.0)
         check_choice("update", UPDATE_MODES)
+        check_choice("strategy", STRATEGIES)
         check_int("threads", 0, 4096)
         check_int("seed", 0, 2**63 - 1)
         if not isinstance(self.deterministic, bool):

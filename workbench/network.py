@@ -182,7 +182,46 @@ class Network:
             eng.set_kernels(layer.index, k["fwd_rows"], k["bwd_rows"], k["fwd_cols"], k["bwd_cols"], k["adam"],
                             k["hash"])
         self.scratch_bytes = eng.finalize()
+        self.strategy = self._choose_strategy()
+        self._batch_cap = 0
         return eng
+
+    def _choose_strategy(self) -> str:
+        """'batched' when the network has the shape the batched output layer
+        handles (dense hidden layer -> row-major LSH output), else 'hogwild'."""
+        cfg = self.config
+        out = self.layers[-1]
+        ok = len(self.layers) >= 2 and not self.layers[-2].lsh and out.lsh and out.layout == "rowmajor"
+        if cfg.strategy == "batched" and not ok:
+            raise ConfigError("config 'strategy': 'batched' needs a dense last hidden layer feeding a row-major "
+                              "LSH output layer; use 'hogwild' or 'auto' for this network")
+        if cfg.strategy == "hogwild" or not ok:
+            return "hogwild"
+        return "batched"
+
+    def _union_kernels(self) -> tuple[str, str]:
+        """Kernels of the batched phases: fwd_rows applied to the batch's input
+        matrix (bf16 precisions: the bf16act kernel, whose products equal the
+        bf16 copy's), bwd_rows in fp32, both at the ISA chosen for the layer."""
+        have = {(k.op, k.dtype, k.isa) for k in variants.compiled_kernels()}
+        fwd_isa = self.kernels["fwd_rows"].kernel.isa
+        bwd_isa = self.kernels["bwd_rows"].kernel.isa
+        dtype = "f32" if self.config.precision == "fp32" else "bf16act"
+        if ("fwd_rows", dtype, fwd_isa) not in have:
+            fwd_isa = "scalar"
+        if ("bwd_rows", "f32", bwd_isa) not in have:
+            bwd_isa = "scalar"
+        return f"{dtype}/{fwd_isa}", f"f32/{bwd_isa}"
+
+    def _prepare_batch(self, data: Dataset) -> None:
+        cfg = self.config
+        out = self.layers[-1]
+        max_labels = int(np.diff(data.label_indptr).max(initial=0))
+        cap = min(out.n_out, max(cfg.L * cfg.bucket_size, cfg.top_k, cfg.min_active) + max_labels)
+        if cap > self._batch_cap:
+            fwd, bwd = self._union_kernels()
+            self.batch_bytes = self._engine.setup_batch(cfg.batch_size, cap, fwd, bwd)
+            self._batch_cap = cap
 
     # ---- LSH maintenance ----------------------------------------------------
     def _rehash(self, layer: Layer) -> None:
@@ -242,6 +281,11 @@ class Network:
             raise ValueError("nothing to train: max_samples must be > 0")
         B = cfg.batch_size
         T = self.threads
+        batched = self.strategy == "batched"
+        self.batches_in_fit = 0
+        if batched:
+            self._prepare_batch(data)
+            self._engine.union_stats(reset=True)
         self._engine.reset_stats()
         timing0 = dict(self.timing)
         done = 0
@@ -255,13 +299,23 @@ class Network:
             while pos < n and done < total:
                 stop = min(n, pos + B, pos + (total - done))
                 self.batches += 1
+                self.batches_in_fit += 1
                 t0 = time.perf_counter()
-                ls, cnt = self._engine.train_batch(
-                    data.indptr, data.indices, data.values, data.label_indptr, data.labels, order, pos, stop,
-                    self.batches, _seed_of(cfg.seed, 0xBA7C, self.batches), 1.0 / (stop - pos), T)
-                t1 = time.perf_counter()
-                self.step += 1
-                self._adam_step()
+                if batched:
+                    self.step += 1
+                    ls, cnt = self._engine.train_batch_union(
+                        data.indptr, data.indices, data.values, data.label_indptr, data.labels, order, pos, stop,
+                        self.batches, _seed_of(cfg.seed, 0xBA7C, self.batches), 1.0 / (stop - pos), T,
+                        self._lr_t(), cfg.beta1, cfg.beta2, cfg.eps, cfg.update == "dense")
+                    t1 = time.perf_counter()
+                    self._adam_step(batched_output=True)
+                else:
+                    ls, cnt = self._engine.train_batch(
+                        data.indptr, data.indices, data.values, data.label_indptr, data.labels, order, pos, stop,
+                        self.batches, _seed_of(cfg.seed, 0xBA7C, self.batches), 1.0 / (stop - pos), T)
+                    t1 = time.perf_counter()
+                    self.step += 1
+                    self._adam_step()
                 t2 = time.perf_counter()
                 self.timing["train_wall"] += t1 - t0
                 self.timing["update"] += t2 - t1
@@ -297,19 +351,52 @@ class Network:
         self.history.append({k: summary[k] for k in ("samples", "train_seconds", "samples_per_s", "mean_loss")})
         return summary
 
-    def _adam_step(self) -> None:
+    def _lr_t(self) -> float:
         cfg = self.config
         t = self.step
-        lr_t = cfg.lr * math.sqrt(1.0 - cfg.beta2**t) / (1.0 - cfg.beta1**t)
+        return cfg.lr * math.sqrt(1.0 - cfg.beta2**t) / (1.0 - cfg.beta1**t)
+
+    def _adam_step(self, batched_output: bool = False) -> None:
+        """Adam on every layer after a batch. With the batched output layer its
+        touched rows were updated inside the batch: only the dense mode's pass
+        over the other rows (zero gradient) remains."""
+        cfg = self.config
+        lr_t = self._lr_t()
         dense = cfg.update == "dense"
         for layer in self.layers:
+            if batched_output and layer is self.layers[-1]:
+                if dense:
+                    self._engine.update(layer.index, lr_t, cfg.beta1, cfg.beta2, cfg.eps, self.batches, False,
+                                        self.threads, skip_stamped=True)
+                continue
             self._engine.update(layer.index, lr_t, cfg.beta1, cfg.beta2, cfg.eps, self.batches, dense, self.threads)
 
     def _time_split(self, timing0: dict, seconds: float) -> dict:
         """Wall-clock seconds per phase. The parallel sample phase is split in
-        proportion to the threads' own clocks for hash/query/forward/backward."""
+        proportion to the threads' own clocks for hash/query/forward/backward;
+        the batched strategy's phases are wall-clock measurements of their own."""
         st = self._engine.stats()
         train_wall = self.timing["train_wall"] - timing0["train_wall"]
+        if self.strategy == "batched":
+            u = self._engine.union_stats()
+            ns = st["phase_ns"]
+            sel = u.get("select", 0) / 1e9
+            tot_sel = ns["hash"] + ns["query"] + ns["forward"]
+            split = {
+                # phase 1 wall time split by the threads' clocks
+                "hash": sel * ns["hash"] / tot_sel if tot_sel else 0.0,
+                "query": sel * ns["query"] / tot_sel if tot_sel else 0.0,
+                "hidden_forward": sel * ns["forward"] / tot_sel if tot_sel else 0.0,
+                "index": u.get("index", 0) / 1e9,
+                "forward": u.get("forward", 0) / 1e9,
+                "softmax": u.get("softmax", 0) / 1e9,
+                "backward_adam": u.get("backward_adam", 0) / 1e9,
+                "hidden_backward": u.get("hidden_backward", 0) / 1e9,
+                "update": self.timing["update"] - timing0["update"],
+                "maintenance": self.timing["maintenance"] - timing0["maintenance"],
+            }
+            split["other"] = max(0.0, seconds - sum(split.values()))
+            return split
         ns = st["phase_ns"]
         tot = sum(ns.values())
         split = {}
@@ -324,7 +411,12 @@ class Network:
         st = self._engine.stats()
         s = max(st["samples"], 1)
         out = {"mean_active": [a / s for a in st["active_sum"]],
-               "mean_candidates": [c / s for c in st["cand_sum"]]}
+               "mean_candidates": [c / s for c in st["cand_sum"]], "strategy": self.strategy}
+        if self.strategy == "batched":
+            u = self._engine.union_stats()
+            if u.get("union_rows"):
+                out["union_rows_per_batch"] = u["union_rows"] / max(1, self.batches_in_fit)
+                out["row_reuse"] = u["entries"] / u["union_rows"]
         if st["labels_total"]:
             out["label_recall"] = st["labels_found"] / st["labels_total"]
         return out

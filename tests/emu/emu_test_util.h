@@ -41,7 +41,7 @@ static uint32_t t_f2u(float f) {
     return u;
 }
 
-static float t_u2f(uint32_t u) {
+static __attribute__((unused)) float t_u2f(uint32_t u) {
     float f;
     memcpy(&f, &u, 4);
     return f;
@@ -71,7 +71,7 @@ typedef struct {
     size_t len;
 } t_mapping;
 
-#define T_MAX_MAPS 64
+#define T_MAX_MAPS 256
 static t_mapping t_maps[T_MAX_MAPS];
 static int t_nmaps;
 
@@ -157,8 +157,8 @@ static uint64_t t_next(t_rng *r) {
 }
 
 /* uniform in [-1, 1) */
-static float t_uniform(t_rng *r) { return (float)((double)(t_next(r) >> 11) * 0x1p-52 - 1.0); }
+static __attribute__((unused)) float t_uniform(t_rng *r) { return (float)((double)(t_next(r) >> 11) * 0x1p-52 - 1.0); }
 
-static uint32_t t_below(t_rng *r, uint32_t n) { return (uint32_t)(t_next(r) % n); }
+static __attribute__((unused)) uint32_t t_below(t_rng *r, uint32_t n) { return (uint32_t)(t_next(r) % n); }
 
 #endif

@@ -270,14 +270,15 @@ static int32_t slide_select(const slide_net *net, slide_thread *th, int32_t l, c
 /* Forward pass. train: labels forced into the output layer's active set.
  * dense: every neuron of every layer active (exact inference). Leaves the
  * output layer's logits in th->val[last] over th->ids[last] (NULL when dense). */
-static void slide_forward(const slide_net *net, slide_thread *th, const int32_t *xi, const float *xv, int32_t nx,
-                          const int32_t *labels, int32_t n_labels, int train, int dense, int32_t *n_forced) {
+static void slide_forward_upto(const slide_net *net, slide_thread *th, const int32_t *xi, const float *xv,
+                               int32_t nx, const int32_t *labels, int32_t n_labels, int train, int dense,
+                               int32_t *n_forced, int32_t stop) {
     const int32_t last = net->n_layers - 1;
     const int32_t *in_i = xi;
     const float *in_v = xv;
     int32_t in_n = nx;
     *n_forced = 0;
-    for (int32_t l = 0; l <= last; l++) {
+    for (int32_t l = 0; l < stop; l++) {
         const slide_layer *L = &net->layers[l];
         int32_t n;
         const int32_t *ids;
@@ -304,6 +305,11 @@ static void slide_forward(const slide_net *net, slide_thread *th, const int32_t 
         in_v = z;
         in_n = n;
     }
+}
+
+static void slide_forward(const slide_net *net, slide_thread *th, const int32_t *xi, const float *xv, int32_t nx,
+                          const int32_t *labels, int32_t n_labels, int train, int dense, int32_t *n_forced) {
+    slide_forward_upto(net, th, xi, xv, nx, labels, n_labels, train, dense, n_forced, net->n_layers);
 }
 
 /* Softmax cross-entropy against the uniform distribution over the sample's
@@ -354,10 +360,10 @@ static float slide_softmax_xent(const slide_net *net, slide_thread *th, const in
 }
 
 /* Backward pass after slide_forward(train=1) and slide_softmax_xent. */
-static void slide_backward(slide_net *net, slide_thread *th, const int32_t *xi, const float *xv, int32_t nx,
-                           int32_t batch) {
+static void slide_backward_from(slide_net *net, slide_thread *th, const int32_t *xi, const float *xv, int32_t nx,
+                                int32_t batch, int32_t top) {
     const int64_t t0 = slide_now_ns();
-    for (int32_t l = net->n_layers - 1; l >= 0; l--) {
+    for (int32_t l = top; l >= 0; l--) {
         slide_layer *L = &net->layers[l];
         const int32_t *ids = th->dense[l] ? NULL : th->ids[l];
         const int32_t n = th->n[l];
@@ -400,6 +406,11 @@ static void slide_backward(slide_net *net, slide_thread *th, const int32_t *xi, 
         }
     }
     th->phase_ns[SLIDE_PHASE_BACKWARD] += slide_now_ns() - t0;
+}
+
+static void slide_backward(slide_net *net, slide_thread *th, const int32_t *xi, const float *xv, int32_t nx,
+                           int32_t batch) {
+    slide_backward_from(net, th, xi, xv, nx, batch, net->n_layers - 1);
 }
 
 /* Train on one sample; returns its loss (0 for a sample without labels). */

@@ -22,20 +22,25 @@ SLIDE_THASH2 static void slide_wta8_dense_avx2(const slide_hasher *hs, const flo
     const __m256 zero = _mm256_setzero_ps();
     for (int32_t h = 0; h < hs->H; h++) {
         const __m256i idx = _mm256_loadu_si256((const __m256i *)(hs->coord_of_slot + (int64_t)h * 8));
-        __m256 v = _mm256_i32gather_ps(x, idx, 4);
-        if (skip_zeros) v = _mm256_blendv_ps(v, ninf, _mm256_cmp_ps(v, zero, _CMP_EQ_OQ));
-        __m256 m = _mm256_max_ps(v, _mm256_permute_ps(v, 0xB1));
-        m = _mm256_max_ps(m, _mm256_permute_ps(m, 0x4E));
-        m = _mm256_max_ps(m, _mm256_permute2f128_ps(m, m, 0x01));
-        const float mx = _mm256_cvtss_f32(m);
-        const int eq = _mm256_movemask_ps(_mm256_cmp_ps(v, m, _CMP_EQ_OQ));
-        if (mx == -INFINITY && skip_zeros) {
+        const __m256 v = _mm256_i32gather_ps(x, idx, 4);
+        /* present slots: every slot for WTA, non-zero ones (NaN included) for DWTA */
+        const int present = skip_zeros ? _mm256_movemask_ps(_mm256_cmp_ps(v, zero, _CMP_NEQ_UQ)) : 0xff;
+        if (_mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q))) { /* NaN: order-dependent, as scalar */
+            slide_wta_bin_scalar(hs, x, skip_zeros, h, best, arg);
+            continue;
+        }
+        if (!present) {
             best[h] = -INFINITY;
             arg[h] = -1;
-        } else {
-            best[h] = mx;
-            arg[h] = __builtin_ctz((unsigned)eq);
+            continue;
         }
+        const __m256 vv = skip_zeros ? _mm256_blendv_ps(ninf, v, _mm256_cmp_ps(v, zero, _CMP_NEQ_UQ)) : v;
+        __m256 m = _mm256_max_ps(vv, _mm256_permute_ps(vv, 0xB1));
+        m = _mm256_max_ps(m, _mm256_permute_ps(m, 0x4E));
+        m = _mm256_max_ps(m, _mm256_permute2f128_ps(m, m, 0x01));
+        const int eq = _mm256_movemask_ps(_mm256_cmp_ps(vv, m, _CMP_EQ_OQ)) & present;
+        best[h] = _mm256_cvtss_f32(m);
+        arg[h] = __builtin_ctz((unsigned)eq); /* the first maximum, as scalar */
     }
 }
 

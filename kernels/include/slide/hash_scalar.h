@@ -79,24 +79,27 @@ static void slide_densify(const slide_hasher *hs, const int32_t *arg, uint32_t *
 
 /* Bin-major pass over a dense vector. skip_zeros: DWTA semantics. Ties go to
  * the earliest slot (strict >), which the sparse path reproduces explicitly. */
+SLIDE_INLINE void slide_wta_bin_scalar(const slide_hasher *hs, const float *x, int skip_zeros, int32_t h,
+                                       float *best, int32_t *arg) {
+    const int32_t B = hs->bin_size;
+    const int32_t *cs = hs->coord_of_slot + (int64_t)h * B;
+    float bv = -INFINITY;
+    int32_t ba = -1;
+    for (int32_t s = 0; s < B; s++) {
+        const float v = x[cs[s]];
+        if (skip_zeros && v == 0.f) continue;
+        if (ba < 0 || v > bv) {
+            bv = v;
+            ba = s;
+        }
+    }
+    best[h] = bv;
+    arg[h] = ba;
+}
+
 static void slide_wta_dense_scalar(const slide_hasher *hs, const float *x, int skip_zeros, float *best,
                                    int32_t *arg) {
-    const int32_t B = hs->bin_size;
-    for (int32_t h = 0; h < hs->H; h++) {
-        const int32_t *cs = hs->coord_of_slot + (int64_t)h * B;
-        float bv = -INFINITY;
-        int32_t ba = -1;
-        for (int32_t s = 0; s < B; s++) {
-            const float v = x[cs[s]];
-            if (skip_zeros && v == 0.f) continue;
-            if (ba < 0 || v > bv) {
-                bv = v;
-                ba = s;
-            }
-        }
-        best[h] = bv;
-        arg[h] = ba;
-    }
+    for (int32_t h = 0; h < hs->H; h++) slide_wta_bin_scalar(hs, x, skip_zeros, h, best, arg);
 }
 
 static void slide_dwta_sparse_scalar(const slide_hasher *hs, const int32_t *xi, const float *xv, int32_t nx,

@@ -169,8 +169,7 @@ S512 void s512_bwd_rows(const slide_mat *m, float *gW, float *gb, const int32_t 
         __m512 d[S512_CHUNK], x[S512_CHUNK];
         __mmask16 mk[S512_CHUNK];
         for (int v = 0; v < S512_CHUNK; v++) {
-            mk[v] = s512_mask(nx - k0 - 16 * v);
-            if (k0 + 16 * v >= nx) mk[v] = 0;
+            mk[v] = k0 + 16 * v < nx ? s512_mask(nx - k0 - 16 * v) : 0;
             x[v] = _mm512_maskz_loadu_ps(mk[v], xv + k0 + 16 * v);
             d[v] = dx ? _mm512_maskz_loadu_ps(mk[v], dx + k0 + 16 * v) : _mm512_setzero_ps();
         }

@@ -11,6 +11,7 @@
 #define SLIDE_REGISTRY_H
 
 #include "cpu.h"
+#include "batch.h"
 #include "engine.h"
 #include "layer_scalar.h"
 #if defined(SLIDE_COMPILED_AVX2)
@@ -80,7 +81,6 @@ static const slide_kernel_entry slide_registry[] = {
 #if defined(SLIDE_COMPILED_AVX512BF16)
     SLIDE_K("fwd_rows", "bf16", "avx512_bf16", slide_fwd_rows_bf16_avx512_bf16),
     SLIDE_K("fwd_rows", "bf16act", "avx512_bf16", slide_fwd_rows_bf16act_avx512_bf16),
-    SLIDE_K("adam", "f32", "avx512_bf16", slide_adam_f32_avx512_bf16),
 #endif
 };
 

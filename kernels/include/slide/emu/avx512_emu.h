@@ -8,7 +8,8 @@
  * a loop over lanes.
  *
  * Only the subset of intrinsics the kernels use is implemented (see the list
- * at the end of this comment); anything else fails to compile, on purpose.
+ * at the end of this comment); anything else is undeclared, on purpose (an
+ * implicit-declaration diagnostic, then an undefined reference at link time).
  * Semantics follow the Intel Intrinsics Guide / SDM pseudocode:
  *   - masked loads, masked stores, masked gathers and scatters never touch the
  *     memory of masked-off lanes (the kernels rely on this at buffer ends);
@@ -18,7 +19,9 @@
  *   - arithmetic follows x86 NaN rules, made explicit so that the result does
  *     not depend on how the C compiler orders operands: a NaN operand is
  *     returned quieted (the first NaN operand when several are NaN), an invalid
- *     operation gives the default NaN 0xffc00000; fmadd is fused (fmaf);
+ *     operation gives the default NaN 0xffc00000; fmadd is fused (fmaf) and
+ *     takes the first NaN among a, b, c (the hardware's pick among several
+ *     NaNs depends on the FMA form the compiler chose);
  *   - min/max return the second operand when either is NaN or both are zero;
  *   - cmp_ps_mask implements all 32 predicates (signalling behaviour, which
  *     only affects exception flags, is not emulated); other values abort();
@@ -36,10 +39,11 @@
  *
  * Floating point: the emulation relies on fp32 arithmetic being evaluated in
  * fp32 (FLT_EVAL_METHOD 0, i.e. SSE on x86-64, or any modern 64-bit target)
- * and on the compiler not contracting the separate multiplies and adds of
- * _mm512_mul_ps / _mm512_add_ps into FMAs: build with -ffp-contract=off (the
- * project does) or for a target without FMA. Exception flags and MXCSR
- * modes (FTZ/DAZ/rounding) are those of the host and are not emulated.
+ * and on _mm512_mul_ps followed by _mm512_add_ps staying two roundings: the
+ * intrinsics are out-of-line functions, so the compiler cannot contract them
+ * into an FMA; build with -ffp-contract=off anyway (as the project does).
+ * Exception flags and MXCSR modes (FTZ/DAZ/rounding) are the host's and are
+ * not emulated (the default MXCSR matches what the kernels see natively).
  *
  * Plain C (gnu11), libc and libm only; no x86 intrinsics, no global state.
  *
@@ -82,7 +86,12 @@
 #error "avx512_emu.h needs fp32 arithmetic evaluated in fp32 (FLT_EVAL_METHOD 0; on i386 use -mfpmath=sse)"
 #endif
 
-#define SLIDE_EMU static inline
+/* Intrinsics are kept out of line: the kernels inline them dozens of times
+ * per function, and out-of-line copies build much faster (and no
+ * floating-point contraction can reach across two of them). The scalar
+ * helpers below are small and inline. */
+#define SLIDE_EMU static __attribute__((noinline, unused))
+#define SLIDE_EMU_H static inline
 
 /* ---- types ------------------------------------------------------------------- */
 
@@ -181,64 +190,64 @@ typedef struct {
 
 #define SLIDE_EMU_DEFAULT_NAN 0xffc00000u /* x86 "QNaN floating-point indefinite" */
 
-SLIDE_EMU uint32_t slide_emu_f2u(float f) {
+SLIDE_EMU_H uint32_t slide_emu_f2u(float f) {
     uint32_t u;
     memcpy(&u, &f, 4);
     return u;
 }
 
-SLIDE_EMU float slide_emu_u2f(uint32_t u) {
+SLIDE_EMU_H float slide_emu_u2f(uint32_t u) {
     float f;
     memcpy(&f, &u, 4);
     return f;
 }
 
-SLIDE_EMU int slide_emu_isnan(float f) { return (slide_emu_f2u(f) & 0x7fffffffu) > 0x7f800000u; }
+SLIDE_EMU_H int slide_emu_isnan(float f) { return (slide_emu_f2u(f) & 0x7fffffffu) > 0x7f800000u; }
 
-SLIDE_EMU float slide_emu_quiet(float f) { return slide_emu_u2f(slide_emu_f2u(f) | 0x00400000u); }
+SLIDE_EMU_H float slide_emu_quiet(float f) { return slide_emu_u2f(slide_emu_f2u(f) | 0x00400000u); }
 
 /* Result of an operation whose operands were not NaN: a NaN here is an invalid
  * operation, which x86 answers with the default NaN. */
-SLIDE_EMU float slide_emu_invalid_fix(float r) {
+SLIDE_EMU_H float slide_emu_invalid_fix(float r) {
     return slide_emu_isnan(r) ? slide_emu_u2f(SLIDE_EMU_DEFAULT_NAN) : r;
 }
 
-SLIDE_EMU float slide_emu_addf(float a, float b) {
+SLIDE_EMU_H float slide_emu_addf(float a, float b) {
     if (slide_emu_isnan(a)) return slide_emu_quiet(a);
     if (slide_emu_isnan(b)) return slide_emu_quiet(b);
     const float r = a + b;
     return slide_emu_invalid_fix(r);
 }
 
-SLIDE_EMU float slide_emu_subf(float a, float b) {
+SLIDE_EMU_H float slide_emu_subf(float a, float b) {
     if (slide_emu_isnan(a)) return slide_emu_quiet(a);
     if (slide_emu_isnan(b)) return slide_emu_quiet(b);
     const float r = a - b;
     return slide_emu_invalid_fix(r);
 }
 
-SLIDE_EMU float slide_emu_mulf(float a, float b) {
+SLIDE_EMU_H float slide_emu_mulf(float a, float b) {
     if (slide_emu_isnan(a)) return slide_emu_quiet(a);
     if (slide_emu_isnan(b)) return slide_emu_quiet(b);
     const float r = a * b;
     return slide_emu_invalid_fix(r);
 }
 
-SLIDE_EMU float slide_emu_divf(float a, float b) {
+SLIDE_EMU_H float slide_emu_divf(float a, float b) {
     if (slide_emu_isnan(a)) return slide_emu_quiet(a);
     if (slide_emu_isnan(b)) return slide_emu_quiet(b);
     const float r = a / b;
     return slide_emu_invalid_fix(r);
 }
 
-SLIDE_EMU float slide_emu_sqrtf(float a) {
+SLIDE_EMU_H float slide_emu_sqrtf(float a) {
     if (slide_emu_isnan(a)) return slide_emu_quiet(a);
     if (a < 0.f) return slide_emu_u2f(SLIDE_EMU_DEFAULT_NAN);
     return sqrtf(a);
 }
 
 /* a*b + c with a single rounding. */
-SLIDE_EMU float slide_emu_fmaf(float a, float b, float c) {
+SLIDE_EMU_H float slide_emu_fmaf(float a, float b, float c) {
     if (slide_emu_isnan(a)) return slide_emu_quiet(a);
     if (slide_emu_isnan(b)) return slide_emu_quiet(b);
     if (slide_emu_isnan(c)) return slide_emu_quiet(c);
@@ -247,19 +256,19 @@ SLIDE_EMU float slide_emu_fmaf(float a, float b, float c) {
 }
 
 /* MAXPS / MINPS: the second operand unless the first is strictly greater (smaller). */
-SLIDE_EMU float slide_emu_maxf(float a, float b) { return a > b ? a : b; }
-SLIDE_EMU float slide_emu_minf(float a, float b) { return a < b ? a : b; }
+SLIDE_EMU_H float slide_emu_maxf(float a, float b) { return a > b ? a : b; }
+SLIDE_EMU_H float slide_emu_minf(float a, float b) { return a < b ? a : b; }
 
-SLIDE_EMU int slide_emu_valid_scale(int scale) { return scale == 1 || scale == 2 || scale == 4 || scale == 8; }
+SLIDE_EMU_H int slide_emu_valid_scale(int scale) { return scale == 1 || scale == 2 || scale == 4 || scale == 8; }
 
-SLIDE_EMU const unsigned char *slide_emu_addr(const void *base, int32_t idx, int scale) {
+SLIDE_EMU_H const unsigned char *slide_emu_addr(const void *base, int32_t idx, int scale) {
     if (!slide_emu_valid_scale(scale)) abort();
     return (const unsigned char *)base + (ptrdiff_t)idx * (ptrdiff_t)scale;
 }
 
 /* One predicate of VCMPPS; bit 4 (signalling vs quiet) only changes exception
  * flags, so it is ignored. */
-SLIDE_EMU int slide_emu_cmpf(float a, float b, int imm) {
+SLIDE_EMU_H int slide_emu_cmpf(float a, float b, int imm) {
     if (imm < 0 || imm > 31) abort();
     const int un = slide_emu_isnan(a) || slide_emu_isnan(b);
     switch (imm & 0xf) {
@@ -283,7 +292,7 @@ SLIDE_EMU int slide_emu_cmpf(float a, float b, int imm) {
 }
 
 /* VCVTNEPS2BF16's convert_fp32_to_bfloat16. */
-SLIDE_EMU uint16_t slide_emu_cvtne_bf16(float f) {
+SLIDE_EMU_H uint16_t slide_emu_cvtne_bf16(float f) {
     const uint32_t u = slide_emu_f2u(f);
     const uint32_t e = u & 0x7f800000u;
     if (e == 0) return (uint16_t)((u >> 16) & 0x8000u);       /* zero or denormal: signed zero */
@@ -295,19 +304,19 @@ SLIDE_EMU uint16_t slide_emu_cvtne_bf16(float f) {
 }
 
 /* Denormals are zero (sign kept). */
-SLIDE_EMU float slide_emu_daz(float f) {
+SLIDE_EMU_H float slide_emu_daz(float f) {
     const uint32_t u = slide_emu_f2u(f);
     return (u & 0x7f800000u) == 0 ? slide_emu_u2f(u & 0x80000000u) : f;
 }
 
 /* One FMA step of VDPBF16PS: daz in, ftz out, round to nearest even. */
-SLIDE_EMU float slide_emu_bf16_fma_step(float acc, float x, float y) {
+SLIDE_EMU_H float slide_emu_bf16_fma_step(float acc, float x, float y) {
     const float r = fmaf(slide_emu_daz(x), slide_emu_daz(y), slide_emu_daz(acc));
     if (slide_emu_isnan(r)) return slide_emu_u2f(SLIDE_EMU_DEFAULT_NAN);
     return slide_emu_daz(r); /* flush a denormal result to signed zero */
 }
 
-SLIDE_EMU float slide_emu_bf16_to_f32(uint16_t h) { return slide_emu_u2f((uint32_t)h << 16); }
+SLIDE_EMU_H float slide_emu_bf16_to_f32(uint16_t h) { return slide_emu_u2f((uint32_t)h << 16); }
 
 /* ---- misc ---------------------------------------------------------------------- */
 

@@ -1,0 +1,267 @@
+/* batch.h: the batched output layer ("union" strategy).
+ *
+ * The per-sample engine reads an active output row once per sample that
+ * needs it, accumulates its gradient into a shared gradient buffer, and a
+ * separate Adam pass reads that buffer again. Here a batch is processed in
+ * phases so that every row of the batch's union of active sets is read once:
+ *
+ *   1. per sample: hidden layers forward, LSH selection of the output layer's
+ *      active set (labels first), activations kept per sample;
+ *   2. inverted index: the union of active rows, sorted, and for each row the
+ *      (sample, position) entries that need it (counting sort, by row range);
+ *   3. per union row: its logits for every sample that needs it — the
+ *      layer's fwd_rows kernel applied to the batch's input matrix H with the
+ *      weight row as the vector;
+ *   4. per sample: softmax cross-entropy -> output gradients;
+ *   5. per union row: weight gradient sum_s g_s H_s and input gradients
+ *      dH_s += g_s W_j (the bwd_rows kernel on H), then Adam on that row at
+ *      once — no gradient buffer, one read and one write of W, m, v;
+ *   6. per sample: input gradients summed over threads, hidden layers
+ *      backward (per-sample, as before).
+ * Rows are split between threads by range, so phases 3 and 5 never race; the
+ * output layer is deterministic for a given thread count.
+ */
+#ifndef SLIDE_BATCH_H
+#define SLIDE_BATCH_H
+
+#include "engine.h"
+
+typedef struct {
+    int32_t B;      /* samples in this batch */
+    int32_t cap;    /* capacity of one sample's active set */
+    int32_t d;      /* output layer input width */
+    int64_t ldh;    /* row stride of H and dH */
+    float *H;       /* B x ldh: the output layer's inputs */
+    float *acts[SLIDE_MAX_LAYERS]; /* per hidden layer: B x width activations */
+    int32_t act_ld[SLIDE_MAX_LAYERS];
+    int32_t *A;     /* B x cap: active output ids, labels first */
+    int32_t *nA;    /* B: active counts */
+    int32_t *nF;    /* B: forced labels */
+    float *Z;       /* B x cap: logits, then output gradients */
+    float *loss;    /* B */
+    float *zero_b;  /* B zeros: the bias of the H "matrix" */
+    /* inverted index */
+    int32_t *cnt;   /* n_out: per-row counts, then cursors; zero between batches */
+    int32_t *urows; /* union rows, ascending */
+    int32_t *uoff;  /* n_union + 1 entry offsets */
+    int32_t n_union;
+    int32_t *es;    /* entries: sample */
+    int32_t *ep;    /* entries: position in the sample's active set */
+    /* kernels for the union phases */
+    slide_fwd_rows_fn fwd;
+    slide_bwd_rows_fn bwd;
+    int32_t bf16_rows; /* weights come from the bf16 copy (precision bf16) */
+} slide_batch;
+
+/* Phase 1 for sample s (position in the batch). Returns 0, or 1 when the
+ * sample has no labels (it is skipped: nA = 0). */
+static int slide_batch_select(slide_net *net, slide_thread *th, slide_batch *bt, int32_t s, const int32_t *xi,
+                              const float *xv, int32_t nx, const int32_t *labels, int32_t n_labels) {
+    const int32_t last = net->n_layers - 1;
+    int32_t forced = 0;
+    if (n_labels <= 0) {
+        bt->nA[s] = 0;
+        bt->nF[s] = 0;
+        return 1;
+    }
+    th->samples++;
+    th->labels_total += n_labels;
+    slide_forward_upto(net, th, xi, xv, nx, NULL, 0, 1, 0, &forced, last);
+    for (int32_t l = 0; l < last; l++)
+        memcpy(bt->acts[l] + (int64_t)s * bt->act_ld[l], th->val[l], (size_t)th->n[l] * sizeof(float));
+    memcpy(bt->H + (int64_t)s * bt->ldh, last > 0 ? th->val[last - 1] : xv, (size_t)bt->d * sizeof(float));
+    const float *hin = bt->H + (int64_t)s * bt->ldh;
+    const int32_t n = slide_select(net, th, last, NULL, hin, bt->d, labels, n_labels, &forced);
+    memcpy(bt->A + (int64_t)s * bt->cap, th->ids[last], (size_t)n * sizeof(int32_t));
+    bt->nA[s] = n;
+    bt->nF[s] = forced;
+    return 0;
+}
+
+/* Phase 2a: count the entries whose row lies in [lo, hi). Returns the number of union rows there. */
+static int32_t slide_batch_count(slide_batch *bt, int32_t lo, int32_t hi, int64_t *n_entries) {
+    int32_t *cnt = bt->cnt;
+    int64_t e = 0;
+    for (int32_t s = 0; s < bt->B; s++) {
+        const int32_t *a = bt->A + (int64_t)s * bt->cap;
+        for (int32_t q = 0; q < bt->nA[s]; q++) {
+            const int32_t j = a[q];
+            if (j >= lo && j < hi) {
+                cnt[j]++;
+                e++;
+            }
+        }
+    }
+    int32_t rows = 0;
+    for (int32_t j = lo; j < hi; j++) rows += cnt[j] > 0;
+    *n_entries = e;
+    return rows;
+}
+
+/* Phase 2b: list the union rows of [lo, hi) from slot rbase, entries from
+ * ebase; cnt[j] becomes the row's write cursor. Then place the entries. */
+static void slide_batch_place(slide_batch *bt, int32_t lo, int32_t hi, int32_t rbase, int32_t ebase) {
+    int32_t *cnt = bt->cnt;
+    int32_t r = rbase, e = ebase;
+    for (int32_t j = lo; j < hi; j++) {
+        if (!cnt[j]) continue;
+        bt->urows[r] = j;
+        bt->uoff[r] = e;
+        e += cnt[j];
+        cnt[j] = bt->uoff[r];
+        r++;
+    }
+    for (int32_t s = 0; s < bt->B; s++) {
+        const int32_t *a = bt->A + (int64_t)s * bt->cap;
+        for (int32_t q = 0; q < bt->nA[s]; q++) {
+            const int32_t j = a[q];
+            if (j >= lo && j < hi) {
+                const int32_t at = cnt[j]++;
+                bt->es[at] = s;
+                bt->ep[at] = q;
+            }
+        }
+    }
+}
+
+#define SLIDE_UNION_PREFETCH 6 /* union rows ahead whose W, m, v lines are prefetched */
+
+SLIDE_INLINE void slide_prefetch_span(const void *p, int64_t bytes) {
+    const char *c = (const char *)p;
+    for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(c + off);
+}
+
+SLIDE_INLINE slide_mat slide_batch_hmat(const slide_batch *bt) {
+    slide_mat m;
+    m.w = bt->H;
+    m.wb = NULL;
+    m.b = bt->zero_b;
+    m.ld = bt->ldh;
+    m.rows = bt->B;
+    m.cols = bt->d;
+    m.prefetch = 0;
+    return m;
+}
+
+/* The weight row j as fp32 values: the master row, or the bf16 copy widened
+ * into `buf` when the precision reads bf16 weights. */
+SLIDE_INLINE const float *slide_batch_wrow(const slide_layer *L, const slide_batch *bt, int32_t j, float *buf) {
+    if (!bt->bf16_rows) return L->W.w + (int64_t)j * L->W.ld;
+    const bf16_t *w = L->W.wb + (int64_t)j * L->W.ld;
+    for (int32_t k = 0; k < bt->d; k++) buf[k] = slide_bf16_to_f32(w[k]);
+    return buf;
+}
+
+/* Phase 3 over union rows [r0, r1): logits. Scratch: wbuf (d), sids, zs (B). */
+static void slide_batch_forward(const slide_net *net, slide_batch *bt, int32_t r0, int32_t r1, float *wbuf,
+                                int32_t *sids, float *zs) {
+    const slide_layer *L = &net->layers[net->n_layers - 1];
+    const slide_mat hm = slide_batch_hmat(bt);
+    for (int32_t r = r0; r < r1; r++) {
+        const int32_t j = bt->urows[r], e0 = bt->uoff[r], n = bt->uoff[r + 1] - e0;
+        if (r + SLIDE_UNION_PREFETCH < r1) {
+            const int64_t o = (int64_t)bt->urows[r + SLIDE_UNION_PREFETCH] * L->W.ld;
+            if (bt->bf16_rows)
+                slide_prefetch_span(L->W.wb + o, (int64_t)bt->d * 2);
+            else
+                slide_prefetch_span(L->W.w + o, (int64_t)bt->d * 4);
+        }
+        for (int32_t i = 0; i < n; i++) sids[i] = bt->es[e0 + i];
+        const float *x = slide_batch_wrow(L, bt, j, wbuf);
+        bt->fwd(&hm, NULL, x, bt->d, sids, n, zs);
+        const float bj = L->W.b[j];
+        for (int32_t i = 0; i < n; i++) bt->Z[(int64_t)sids[i] * bt->cap + bt->ep[e0 + i]] = zs[i] + bj;
+    }
+}
+
+/* Phase 4 for sample s: softmax cross-entropy over its active set (labels
+ * first); Z becomes dL/dz * scale. Returns the loss. */
+static float slide_batch_softmax(const slide_net *net, slide_batch *bt, int32_t s, float scale) {
+    const int32_t n = bt->nA[s], nf = bt->nF[s];
+    if (n == 0) return 0.f;
+    float *z = bt->Z + (int64_t)s * bt->cap;
+    float mx = net->compat ? 0.f : -INFINITY;
+    for (int32_t i = 0; i < n; i++) mx = z[i] > mx ? z[i] : mx;
+    double sum = 0.0;
+    for (int32_t i = 0; i < n; i++) {
+        z[i] = expf(z[i] - mx);
+        sum += z[i];
+    }
+    const float inv = (float)(1.0 / sum), y = 1.f / (float)nf;
+    float loss = 0.f;
+    for (int32_t i = 0; i < n; i++) {
+        const float p = z[i] * inv;
+        if (i < nf) {
+            loss -= y * logf(p > 1e-30f ? p : 1e-30f);
+            z[i] = (p - y) * scale;
+        } else {
+            z[i] = p * scale;
+        }
+    }
+    return loss;
+}
+
+/* Phase 5 over union rows [r0, r1): gradients and Adam, fused. dH: this
+ * thread's B x ldh input-gradient accumulator. Scratch: wbuf, gvec (d,
+ * zeroed), sids, gs, gbs (B). */
+static void slide_batch_backward_adam(slide_net *net, slide_batch *bt, int32_t r0, int32_t r1, float *dH,
+                                      float *wbuf, float *gvec, int32_t *sids, float *gs, float *gbs,
+                                      const slide_adam_params *p, int dense_update, int32_t batch) {
+    slide_layer *L = &net->layers[net->n_layers - 1];
+    const slide_mat hm = slide_batch_hmat(bt);
+    const int64_t ld = L->W.ld;
+    for (int32_t r = r0; r < r1; r++) {
+        const int32_t j = bt->urows[r], e0 = bt->uoff[r], n = bt->uoff[r + 1] - e0;
+        if (r + SLIDE_UNION_PREFETCH < r1) {
+            const int32_t jn = bt->urows[r + SLIDE_UNION_PREFETCH];
+            const int64_t o = (int64_t)jn * ld, bytes = (int64_t)bt->d * 4;
+            slide_prefetch_span(L->W.w + o, bytes);
+            slide_prefetch_span(L->mW + o, bytes);
+            slide_prefetch_span(L->vW + o, bytes);
+            if (L->W.wb) slide_prefetch_span(L->W.wb + o, bytes / 2);
+            __builtin_prefetch(L->W.b + jn);
+            __builtin_prefetch(L->mb + jn);
+            __builtin_prefetch(L->vb + jn);
+        }
+        float gb = 0.f;
+        for (int32_t i = 0; i < n; i++) {
+            sids[i] = bt->es[e0 + i];
+            gs[i] = bt->Z[(int64_t)sids[i] * bt->cap + bt->ep[e0 + i]];
+            gb += gs[i];
+        }
+        const float *x = slide_batch_wrow(L, bt, j, wbuf);
+        /* dx of this call is the weight row's gradient; its "gW" is dH */
+        bt->bwd(&hm, dH, gbs, NULL, x, bt->d, sids, gs, n, gvec);
+        L->adam(L->W.w + j * ld, L->W.wb ? L->W.wb + j * ld : NULL, L->mW + j * ld, L->vW + j * ld, gvec, ld,
+                bt->d, NULL, 1, p);
+        L->adam(L->W.b + j, NULL, L->mb + j, L->vb + j, &gb, 1, 1, NULL, 1, p);
+        if (dense_update) L->row_stamp[j] = batch; /* updated here; the dense pass skips it */
+        bt->cnt[j] = 0;
+    }
+}
+
+/* Phase 6 for sample s: input gradient summed over threads, then the hidden
+ * layers' backward as in the per-sample engine. */
+static void slide_batch_hidden_backward(slide_net *net, slide_thread *th, slide_batch *bt, int32_t s,
+                                        const float *dH_all, int32_t T, int64_t dH_stride, const int32_t *xi,
+                                        const float *xv, int32_t nx, int32_t batch) {
+    const int32_t last = net->n_layers - 1;
+    if (bt->nA[s] == 0 || last == 0) return;
+    const int64_t t0 = slide_now_ns();
+    for (int32_t l = 0; l < last; l++) {
+        memcpy(th->val[l], bt->acts[l] + (int64_t)s * bt->act_ld[l], (size_t)net->layers[l].n_out * sizeof(float));
+        th->n[l] = net->layers[l].n_out;
+        th->dense[l] = 1;
+    }
+    float *g = th->grad[last - 1];
+    const float *a = th->val[last - 1];
+    for (int32_t k = 0; k < bt->d; k++) {
+        float sum = 0.f;
+        for (int32_t t = 0; t < T; t++) sum += dH_all[t * dH_stride + (int64_t)s * bt->ldh + k];
+        g[k] = a[k] > 0.f ? sum : 0.f;
+    }
+    th->phase_ns[SLIDE_PHASE_BACKWARD] += slide_now_ns() - t0;
+    slide_backward_from(net, th, xi, xv, nx, batch, last - 1);
+}
+
+#endif
