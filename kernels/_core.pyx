@@ -183,6 +183,7 @@ cdef extern from "slide/registry.h" nogil:
         slide_fwd_rows_fn fwd
         slide_bwd_rows_fn bwd
         int32_t bf16_rows
+        int32_t prefetch
 
     int slide_batch_select(slide_net *net, slide_thread *th, slide_batch *bt, int32_t s, const int32_t *xi,
                            const float *xv, int32_t nx, const int32_t *labels, int32_t n_labels)
@@ -590,7 +591,7 @@ cdef class Engine:
 
     # ---- batched output layer -----------------------------------------------------
 
-    def setup_batch(self, int Bmax, int cap, str fwd_kernel, str bwd_kernel):
+    def setup_batch(self, int Bmax, int cap, str fwd_kernel, str bwd_kernel, int prefetch=4):
         """Allocate the buffers of the batched output layer for batches of up to
         Bmax samples whose output active sets hold at most cap neurons."""
         self._check_ready(1)
@@ -635,6 +636,7 @@ cdef class Engine:
         self.bt.fwd = <slide_fwd_rows_fn>_lookup("fwd_rows", fwd_kernel)
         self.bt.bwd = <slide_bwd_rows_fn>_lookup("bwd_rows", bwd_kernel)
         self.bt.bf16_rows = L.W.wb != NULL
+        self.bt.prefetch = prefetch
         self.u_wbuf = <float*>_ptr(arr(T * ldh, np.float32), np.float32, "wbuf")
         self.u_gvec = <float*>_ptr(arr(T * ldh, np.float32), np.float32, "gvec")
         self.u_sids = <int32_t*>_ptr(arr(T * Bmax, np.int32), np.int32, "sids")
@@ -768,6 +770,12 @@ cdef class Engine:
         self.union_ns["entries"] = self.union_ns.get("entries", 0) + ebase[T]
         self.union_ns["union_rows"] = self.union_ns.get("union_rows", 0) + bt.n_union
         return total, counted
+
+    def set_union_prefetch(self, int rows):
+        """Union rows ahead whose weight and Adam lines are prefetched (0: off)."""
+        if rows < 0 or rows > 64:
+            raise ValueError("prefetch distance must be in [0, 64]")
+        self.bt.prefetch = rows
 
     def union_stats(self, bint reset=False):
         out = dict(self.union_ns)

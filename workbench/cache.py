@@ -20,7 +20,8 @@ and an unavailable one has ``"value": None, "available": False`` and a
            threads those create while the counters are open. OpenMP workers
            are created lazily at the first parallel region and then kept: if
            they exist already they are counted by scope="process" (one
-           counter per thread), with scope="thread" they are not. Where the
+           counter per thread; their spin-waiting counts too), with
+           scope="thread" they are not. Where the
            CPU exposes no PMU (most VMs) the hardware events are reported
            unavailable with the errno; software events still work and
            :func:`hugepage_fault_check` uses them to confirm huge pages.
@@ -296,15 +297,15 @@ def measure_hw(fn, repeat: int = 5, *, events=DEFAULT_HW + DEFAULT_SW, scope: st
             for fd in fds:
                 os.close(fd)
             reason = _open_failure(cand, err) if err is not None else "no thread to count"
-            out.setdefault(name, reason)
+            out[name] = out[name] + f"; fallback {reason}" if name in out else reason
             cand = fallback
         if name in opened:
             out.pop(name, None)
-    for _ in range(warmup):
-        fn()
     values = {name: [] for name in opened}
     scaling = {name: [] for name in opened}
     try:
+        for _ in range(warmup):
+            fn()
         for _ in range(repeat):
             for _, _, _, _, fds in opened.values():
                 for fd in fds:
@@ -397,12 +398,13 @@ def hugepage_fault_check(mib: int = 32) -> list:
                                huge_fraction=backing.get("huge_fraction"),
                                madv_nohugepage=advised if placement == "4k_control" else None)
             out.append(r)
+        del arr
     finally:
         del ctrl
         try:
             mm.close()
         except BufferError:
-            pass
+            pass  # a view is still alive somewhere: the mapping goes with it
     return out
 
 
@@ -545,9 +547,14 @@ for c in cfg["cases"]:
     for xi, xv, ids, g in calls:  # the inputs were just produced: warm, the parameters cold
         float(xv.sum()) + float(ids.sum()) + float(g.sum()) + (0 if xi is None else int(xi.sum()))
     t = time.time()
-    for xi, xv, ids, g in calls:
-        run(xi, xv, ids, g)
-    out.append({"ld": ld, "rows": rows, "cols": cols, "matrix_bytes": int(W.nbytes), "seconds": time.time() - t})
+    try:
+        for xi, xv, ids, g in calls:
+            run(xi, xv, ids, g)
+        err = None
+    except Exception as e:
+        err = "%s: %s" % (type(e).__name__, e)
+    out.append({"ld": ld, "rows": rows, "cols": cols, "matrix_bytes": int(W.nbytes), "seconds": time.time() - t,
+                "error": err})
     del W, Wb
 with open(cfg["out"], "w") as fh:
     json.dump(out, fh)
@@ -558,6 +565,7 @@ os._exit(0)
 _OP_SYMBOL = {("forward", 0): "fwd_rows", ("forward", 1): "fwd_cols", ("backward", 0): "bwd_rows",
               ("backward", 1): "bwd_cols", ("adam", 0): "adam", ("adam", 1): "adam"}
 _NOT_UNDER_VALGRIND = ("avx512", "avx512_bf16", "amx")
+EMU_COLLECT = ("_mm*", "*fmaf*")  # out-of-line emulated intrinsics (kernels/include/slide/emu) and libm's fmaf
 
 
 def kernel_symbol(op: str, layout: int, kernel: str) -> str:
@@ -663,6 +671,9 @@ def measure_sim_many(cases: list, *, ll_level: int | None = None, flush: bool = 
     geo_args = [f"--I1={spec(geo['I1'])}", f"--D1={spec(geo['D1'])}", f"--LL={spec(geo[ll_name])}"]
     flush_bytes = 2 * geo[ll_name]["size"] if flush else 0
 
+    from . import variants
+
+    known = {(k.op, k.dtype, k.isa) for k in variants.compiled_kernels()}
     # group runnable cases: one process holds cases with distinct kernel symbols
     groups: list = []
     for i, c in enumerate(full):
@@ -670,25 +681,37 @@ def measure_sim_many(cases: list, *, ll_level: int | None = None, flush: bool = 
             fail(i, f"kernel must be 'dtype/isa', got {c['kernel']!r}")
             continue
         isa = c["kernel"].split("/")[1]
+        kop = _OP_SYMBOL[(c["op"], int(c["layout"]))]
+        if (kop, *c["kernel"].split("/")) not in known:
+            fail(i, f"no kernel {kop}={c['kernel']} in this build (compiled: "
+                    f"{', '.join(sorted(f'{d}/{a}' for o, d, a in known if o == kop))})")
+            continue
         if isa in _NOT_UNDER_VALGRIND:
             fail(i, f"valgrind cannot execute {isa} instructions (it has no AVX-512 support); "
                     f"simulate '{isa}@emu' for the access pattern of the same kernel source")
             continue
-        sym = kernel_symbol(c["op"], c["layout"], c["kernel"])
+        keys = {kernel_symbol(c["op"], c["layout"], c["kernel"])}
+        if isa.endswith("@emu"):
+            # the emulated intrinsics are out-of-line functions shared by every
+            # emulated kernel: count them, with one emulated kernel per process
+            c["collect"] = tuple(c["collect"]) + EMU_COLLECT
+            keys.add("@emu")
         for grp in groups:
-            if sym not in grp["syms"]:
-                grp["syms"].add(sym)
+            if not keys & grp["keys"]:
+                grp["keys"] |= keys
                 grp["cases"].append(i)
                 break
         else:
-            groups.append({"syms": {sym}, "cases": [i]})
+            groups.append({"keys": keys, "cases": [i]})
 
     tmp = tempfile.mkdtemp(prefix="slide_sim_")
     driver = os.path.join(tmp, "driver.py")
     with open(driver, "w") as fh:
         fh.write(_DRIVER)
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    python = os.path.realpath(sys.executable)  # not a shim script: valgrind must run the interpreter itself
+    # the driver sees this interpreter's import path (a venv's site-packages too)
+    path = [ROOT] + [p for p in sys.path if p and os.path.isdir(p)]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(dict.fromkeys(path)))
+    python = _interpreter()
 
     def launch(g, grp):
         base = os.path.join(tmp, f"group{g}")
@@ -723,6 +746,9 @@ def measure_sim_many(cases: list, *, ll_level: int | None = None, flush: bool = 
         events, per_fn, summary = parse_cachegrind(base + ".cachegrind")
         for k, i in enumerate(grp["cases"]):
             c = full[i]
+            if info[k].get("error"):
+                fail(i, f"the kernel call failed in the driver: {info[k]['error']}")
+                continue
             sym = kernel_symbol(c["op"], c["layout"], c["kernel"])
             pats = (sym,) + tuple(c["collect"])
             names = sorted(n for n in per_fn if any(fnmatch.fnmatchcase(n, p) for p in pats))
@@ -770,6 +796,19 @@ def measure_sim_many(cases: list, *, ll_level: int | None = None, flush: bool = 
             job["p"].communicate()
         shutil.rmtree(tmp, ignore_errors=True)
     return results
+
+
+def _interpreter() -> str:
+    """This Python as an executable valgrind can run: sys.executable unless it is
+    a script (a pyenv shim, say), then the binary it resolves to."""
+    exe = sys.executable
+    try:
+        with open(exe, "rb") as fh:
+            if fh.read(4) == b"\x7fELF":
+                return exe
+    except OSError:
+        pass
+    return os.path.realpath(exe)
 
 
 def _case_detail(c: dict) -> dict:

@@ -218,19 +218,24 @@ def cmd_train(args) -> int:
             setattr(args, attr, val)
     if args.train and not args.test and not args.no_eval:
         raise ConfigError("--train FILE needs --test FILE (or --no-eval)")
+    if args.checkpoint_every is not None and (args.checkpoint_every <= 0 or not args.save):
+        raise ConfigError("--checkpoint-every N needs N > 0 and --save PATH")
     if args.preset is None:
         args.preset = "amazon670k"
     epochs = args.epochs if args.epochs is not None else 1.0
+
+    if not args.train:  # generated data: start from the preset's suggested hyper-parameters
+        from .config import preset_hyperparams
+
+        base = {**preset_hyperparams(args.preset), **base}
+    if args.dry_run:
+        return _dry_run(args, base, epochs)
 
     t0 = time.perf_counter()
     need = args.max_samples if (args.max_samples and not args.train and epochs <= 1) else None
     train = _load_data(args, "train", need)
     test = None if args.no_eval else _load_data(args, "test", args.eval_samples)
     data_seconds = time.perf_counter() - t0
-    if not args.train:  # generated data: start from the preset's suggested hyper-parameters
-        from .config import preset_hyperparams
-
-        base = {**preset_hyperparams(args.preset), **base}
     cfg = _config_from_args(args, train.n_features, train.n_labels, base)
     if args.resume:
         net = Network.load(args.resume, overrides={k: getattr(cfg, k) for k in ("threads", "deterministic")})
@@ -242,9 +247,18 @@ def cmd_train(args) -> int:
     print(f"network: {cfg.n_features:,} -> {' -> '.join(str(h) for h in cfg.hidden)} -> {cfg.n_labels:,}, "
           f"layers {','.join(cfg.layer_modes)}, {cfg.hash_family} K={cfg.K} L={cfg.L} range={cfg.range_pow}"
           f"{' compat' if cfg.compat else ''}, batch {cfg.batch_size}, {net.threads} threads, "
-          f"precision {cfg.precision}, kernels {net.kernels['fwd_rows'].kernel.name}")
-    summary = net.fit(train, epochs=epochs, max_samples=args.max_samples,
-                      progress=None if args.quiet else Progress())
+          f"precision {cfg.precision}, kernels {net.kernels['fwd_rows'].kernel.name}, {net.strategy}")
+
+    total = args.max_samples if args.max_samples else int(round(epochs * len(train)))
+    if args.resume and net.run_target is not None:  # an interrupted run: finish what it was asked to do
+        total = max(0, net.run_target - net.samples_seen)
+        print(f"resuming at {net.samples_seen:,} samples; {total:,} to go")
+    net.run_target = net.samples_seen + total
+    summary = _fit_interruptible(net, train, total, args)
+    if summary is None:
+        return 0
+    if summary.get("interrupted"):
+        return summary["interrupted"]
     result = {
         "command": "train",
         "data": {"train": train.source, "test": test.source if test is not None else None,
@@ -283,6 +297,77 @@ def cmd_train(args) -> int:
     if args.json:
         _write_json(args.json, result)
     return 0
+
+
+def _dry_run(args, base: dict, epochs: float) -> int:
+    """Print the memory estimate of the configuration without allocating it."""
+    from . import resources, synthetic
+    from .data import load_xc
+
+    if args.train:
+        ds = load_xc(args.train, cache=not args.no_cache)
+        n_features, n_labels = ds.n_features, ds.n_labels
+        data_bytes = resources.dataset_bytes(ds)
+        max_labels = int(max(1, (ds.label_indptr[1:] - ds.label_indptr[:-1]).max(initial=1)))
+    else:
+        p = synthetic.get_preset(args.preset)
+        n_features, n_labels = p.n_features, p.n_labels
+        n = args.max_samples if (args.max_samples and epochs <= 1) else p.n_train
+        data_bytes = int(n * (p.mean_nnz * 8 + p.mean_labels * 4 + 16))
+        max_labels = int(4 * p.mean_labels + 16)
+    cfg = _config_from_args(args, n_features, n_labels, base)
+    est = resources.estimate(cfg, data_bytes=data_bytes, max_labels=max_labels)
+    from .memory import available_memory
+
+    est["available_bytes"] = available_memory()
+    print(resources.format_estimate(est))
+    fits = est["available_bytes"] is None or est["total_bytes"] <= 0.9 * est["available_bytes"]
+    print("fits in available memory" if fits else "does NOT fit in available memory")
+    if args.json:
+        _write_json(args.json, {"command": "train --dry-run", "estimate": est, "config": cfg.to_dict(), "fits": fits})
+    return 0 if fits else EXIT_USER_ERROR
+
+
+def _fit_interruptible(net, train, total: int, args) -> dict:
+    """fit() with SIGINT/SIGTERM finishing the current batch and writing a
+    checkpoint, and optional periodic checkpoints (--checkpoint-every)."""
+    import signal
+
+    caught = {}
+
+    def handler(signum, frame):
+        if caught:  # a second signal: give up waiting for the batch
+            raise KeyboardInterrupt
+        caught["signum"] = signum
+        print(f"\n{signal.Signals(signum).name}: finishing the current batch, then writing a checkpoint",
+              file=sys.stderr, flush=True)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    progress = None if args.quiet else Progress()
+    every = args.checkpoint_every
+    state = {"next": (net.samples_seen // every + 1) * every if every else None}
+
+    def on_batch(info):
+        if progress is not None:
+            progress(info)
+        if every and net.samples_seen >= state["next"]:
+            net.save(args.save)
+            state["next"] = (net.samples_seen // every + 1) * every
+
+    try:
+        summary = net.fit(train, max_samples=total, progress=on_batch,
+                          should_stop=lambda: bool(caught)) if total > 0 else None
+    finally:
+        for sig, h in previous.items():
+            signal.signal(sig, h)
+    if caught:
+        path = args.save or "slide-workbench-interrupted.slide"
+        net.save(path)
+        name = signal.Signals(caught["signum"]).name
+        print(f"{name}: stopped after {net.samples_seen:,} samples; checkpoint written to {path}\n"
+              f"continue with the same command and --resume {path}", file=sys.stderr)
+        return {"interrupted": 128 + caught["signum"]}
+    return summary
 
 
 def cmd_eval(args) -> int:
@@ -363,8 +448,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-samples", type=int, default=None, help="stop after N training samples")
     t.add_argument("--eval-mode", default="dense,lsh", help="dense, lsh or both (comma-separated)")
     t.add_argument("--no-eval", action="store_true", help="skip evaluation")
-    t.add_argument("--save", metavar="PATH", help="write a checkpoint at the end")
-    t.add_argument("--resume", metavar="PATH", help="continue from a checkpoint")
+    t.add_argument("--save", metavar="PATH", help="write a checkpoint at the end (and on SIGINT/SIGTERM)")
+    t.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
+                   help="also write the --save checkpoint every N training samples")
+    t.add_argument("--resume", metavar="PATH", help="continue from a checkpoint (an interrupted run finishes "
+                                                    "what it was asked to do)")
+    t.add_argument("--dry-run", action="store_true", help="print the memory estimate and exit")
     t.add_argument("--json", metavar="PATH", help="write the result as JSON")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_config_flags(t)
@@ -388,13 +477,20 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     from .checkpoint import CheckpointError
     from .data import DataFormatError
-    from .network import DataMismatchError
+    from .network import DataMismatchError, NumericalError
+    from .resources import MemoryLimitError
 
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.func(args)
     except (DataFormatError, ConfigError, CheckpointError, DataMismatchError, ValueError) as e:
+        print(f"slide-workbench: error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except NumericalError as e:
+        print(f"slide-workbench: error: {e}", file=sys.stderr)
+        return 3
+    except MemoryLimitError as e:
         print(f"slide-workbench: error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
     except OSError as e:

@@ -36,6 +36,10 @@ class DataMismatchError(ValueError):
     """A data set does not fit the network (feature or label space)."""
 
 
+class NumericalError(FloatingPointError):
+    """Training produced NaN or infinity; the message names the step and the layer."""
+
+
 def _seed_of(*parts: int) -> int:
     """A 63-bit seed derived from integers (stable across platforms)."""
     ss = np.random.SeedSequence([int(p) & (2**63 - 1) for p in parts])
@@ -70,9 +74,13 @@ class Layer:
 class Network:
     """SLIDE network. `Network(config)`, `.fit(data)`, `.evaluate(data)`, `.save(path)`, `Network.load(path)`."""
 
-    def __init__(self, config: Config, *, _init: bool = True):
+    def __init__(self, config: Config, *, check_memory: bool = True, _init: bool = True):
         if not isinstance(config, Config):
             raise TypeError("config must be a workbench.Config")
+        if check_memory:
+            from . import resources
+
+            resources.check(config)
         self.config = config
         self.placement = config.placement
         self.threads = config.effective_threads()
@@ -84,6 +92,7 @@ class Network:
         self.rehashes = 0
         self.rebuilds = 0
         self._epoch_pos = 0  # position within the current epoch's order (resume mid-epoch)
+        self.run_target = None  # samples_seen at which an interrupted run meant to stop
         self.history: list[dict] = []
         self.timing = {"train_wall": 0.0, "update": 0.0, "maintenance": 0.0}
         self._buffers: list[memory.Buffer] = []
@@ -232,11 +241,28 @@ class Network:
         self._engine.set_hasher_seed(layer.index, layer.hasher["seed"])
         self._rehash(layer)
 
+    def _nan_message(self, what: str) -> str:
+        bad = self.nonfinite_layers()
+        where = "; ".join(f"layer {i}: {', '.join(names)}" for i, names in bad.items()) or "weights still finite"
+        return f"{what}; non-finite values in {where}. Training stopped; no checkpoint was written from this state"
+
+    def nonfinite_layers(self) -> dict:
+        """{layer index: [arrays holding NaN or inf]} (a full scan)."""
+        out = {}
+        for layer in self.layers:
+            names = [n for n in ("W", "b", "mW", "vW") if not np.isfinite(layer.arrays[n]).all()]
+            if names:
+                out[layer.index] = names
+        return out
+
     def _maintain(self, before: int, after: int) -> None:
-        """Rehash / rebuild when samples_seen crosses a multiple of the period."""
+        """Rehash / rebuild when samples_seen crosses a multiple of the period;
+        weights are checked for NaN/inf at the same moments (a full scan)."""
         cfg = self.config
         if not any(l.lsh for l in self.layers):
             return
+        if after // cfg.rehash > before // cfg.rehash and self.nonfinite_layers():
+            raise NumericalError(self._nan_message(f"step {self.step}: weights became non-finite"))
         t0 = time.perf_counter()
         if after // cfg.rebuild > before // cfg.rebuild:
             self.rebuilds += 1
@@ -319,6 +345,8 @@ class Network:
                 t2 = time.perf_counter()
                 self.timing["train_wall"] += t1 - t0
                 self.timing["update"] += t2 - t1
+                if not math.isfinite(ls):
+                    raise NumericalError(self._nan_message(f"step {self.step} (batch {self.batches}): loss is {ls}"))
                 before = self.samples_seen
                 self.samples_seen += stop - pos
                 done += stop - pos
@@ -475,7 +503,7 @@ class Network:
             "epochs_done": self.epochs_done, "epoch_pos": self._epoch_pos,
             "rehashes": self.rehashes, "rebuilds": self.rebuilds,
             "hash_seeds": [l.hasher["seed"] if l.lsh else None for l in self.layers],
-            "history": self.history,
+            "history": self.history, "run_target": self.run_target,
         }
 
     def save(self, path: str) -> None:
@@ -520,6 +548,7 @@ class Network:
         self.rehashes = int(meta["rehashes"])
         self.rebuilds = int(meta["rebuilds"])
         self.history = list(meta.get("history", []))
+        self.run_target = meta.get("run_target")
 
     # ---- reports ------------------------------------------------------------
     def kernel_report(self) -> dict:

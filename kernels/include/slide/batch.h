@@ -51,6 +51,7 @@ typedef struct {
     slide_fwd_rows_fn fwd;
     slide_bwd_rows_fn bwd;
     int32_t bf16_rows; /* weights come from the bf16 copy (precision bf16) */
+    int32_t prefetch;  /* union rows ahead whose lines are prefetched (0: none) */
 } slide_batch;
 
 /* Phase 1 for sample s (position in the batch). Returns 0, or 1 when the
@@ -124,8 +125,6 @@ static void slide_batch_place(slide_batch *bt, int32_t lo, int32_t hi, int32_t r
     }
 }
 
-#define SLIDE_UNION_PREFETCH 6 /* union rows ahead whose W, m, v lines are prefetched */
-
 SLIDE_INLINE void slide_prefetch_span(const void *p, int64_t bytes) {
     const char *c = (const char *)p;
     for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(c + off);
@@ -159,8 +158,8 @@ static void slide_batch_forward(const slide_net *net, slide_batch *bt, int32_t r
     const slide_mat hm = slide_batch_hmat(bt);
     for (int32_t r = r0; r < r1; r++) {
         const int32_t j = bt->urows[r], e0 = bt->uoff[r], n = bt->uoff[r + 1] - e0;
-        if (r + SLIDE_UNION_PREFETCH < r1) {
-            const int64_t o = (int64_t)bt->urows[r + SLIDE_UNION_PREFETCH] * L->W.ld;
+        if (bt->prefetch && r + bt->prefetch < r1) {
+            const int64_t o = (int64_t)bt->urows[r + bt->prefetch] * L->W.ld;
             if (bt->bf16_rows)
                 slide_prefetch_span(L->W.wb + o, (int64_t)bt->d * 2);
             else
@@ -212,8 +211,8 @@ static void slide_batch_backward_adam(slide_net *net, slide_batch *bt, int32_t r
     const int64_t ld = L->W.ld;
     for (int32_t r = r0; r < r1; r++) {
         const int32_t j = bt->urows[r], e0 = bt->uoff[r], n = bt->uoff[r + 1] - e0;
-        if (r + SLIDE_UNION_PREFETCH < r1) {
-            const int32_t jn = bt->urows[r + SLIDE_UNION_PREFETCH];
+        if (bt->prefetch && r + bt->prefetch < r1) {
+            const int32_t jn = bt->urows[r + bt->prefetch];
             const int64_t o = (int64_t)jn * ld, bytes = (int64_t)bt->d * 4;
             slide_prefetch_span(L->W.w + o, bytes);
             slide_prefetch_span(L->mW + o, bytes);

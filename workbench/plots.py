@@ -1,0 +1,343 @@
+"""Figures of benchmark and ablation results (PNG and SVG).
+
+Owns: turning result records into figures, nothing else: no measurement
+happens here. A record is a dict as the ablation runner writes it, with at
+least ``variant`` and, depending on the figure, ``isa``, ``precision``,
+``layout``, ``placement``, ``threads``, ``batch_size``, ``samples_per_s``
+(median) with ``samples_per_s_min`` / ``samples_per_s_max``, ``p_at_1``,
+``time_split`` ({phase: seconds}), ``bytes_per_sample``, ``cache`` (a list of
+workbench.cache measurements), ``K``, ``L``, ``hash_family``,
+``mean_active``, ``recall`` and ``curve`` ([{samples, seconds, p_at_1}]).
+
+Every ``plot_*`` function writes ``<name>.png`` and ``<name>.svg`` into
+``out_dir`` and returns their paths as a list; when the records hold nothing
+to plot it writes nothing and returns an empty list whose ``reason`` says
+why. Figures are drawn on matplotlib's Agg canvas without pyplot (no global
+state) and are byte-for-byte deterministic: fixed SVG hash salt, no dates.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import matplotlib
+from matplotlib.figure import Figure
+
+SOURCES = ("hw", "sim", "model")
+SOURCE_TITLES = {"hw": "hw: counters of this machine (perf_event)", "sim": "sim: valgrind cachegrind",
+                 "model": "model: access pattern by hand"}
+ISA_COLORS = {"scalar": "#7f7f7f", "avx2": "#1f77b4", "avx512": "#ff7f0e", "avx512_bf16": "#d62728",
+              "amx": "#8c564b"}
+EMU_COLOR = "#9467bd"
+# plotted by plot_cache (the model's lines_touched is its l1d_misses, not drawn twice)
+CACHE_METRICS = ("l1d_misses", "l1d_read_misses", "ll_misses", "llc_misses", "llc_misses_generic",
+                 "dtlb_load_misses", "pages_4k", "pages_2m", "dtlb_reach_overflow", "page_faults")
+_RC = {"svg.hashsalt": "slide-workbench", "svg.fonttype": "path", "font.size": 9, "axes.titlesize": 10,
+       "figure.dpi": 100}
+
+
+class Paths(list):
+    """The written paths; empty with a `reason` when there was nothing to plot."""
+
+    reason: str | None = None
+    panels: list | None = None  # plot_cache: the sources drawn, one axes each
+
+
+def _empty(reason: str) -> Paths:
+    p = Paths()
+    p.reason = reason
+    return p
+
+
+def _num(x):
+    """x as a finite float, or None."""
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def _label(r: dict) -> str:
+    return str(r.get("variant") or r.get("label") or r.get("method") or "?")
+
+
+def _color(r: dict) -> str:
+    isa = str(r.get("isa") or "")
+    if isa.endswith("@emu"):
+        return EMU_COLOR
+    return ISA_COLORS.get(isa, "#2ca02c")
+
+
+def _styled(fn):
+    """Run a plot function inside the module's rc context (fonts, SVG hash salt)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*a, **kw):
+        with matplotlib.rc_context(_RC):
+            return fn(*a, **kw)
+
+    return wrapper
+
+
+def _save(fig: Figure, out_dir: str, name: str) -> Paths:
+    os.makedirs(out_dir, exist_ok=True)
+    png, svg = os.path.join(out_dir, name + ".png"), os.path.join(out_dir, name + ".svg")
+    fig.savefig(png, format="png", metadata={"Software": None})
+    fig.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
+    return Paths([png, svg])
+
+
+def _figure(w: float, h: float) -> Figure:
+    return Figure(figsize=(w, h), layout="constrained")
+
+
+_BASELINE_KEYS = (("precision", "layout", "placement", "threads", "batch_size"),
+                  ("precision", "layout", "placement", "threads"), ("precision", "layout", "threads"),
+                  ("precision", "threads"), ("threads",), ())
+
+
+def scalar_baseline(rec: dict, records: list) -> dict | None:
+    """The scalar-kernel record `rec` is compared with: isa 'scalar' and the same
+    precision, layout, placement, threads and batch size, relaxing the match
+    from the right when no record agrees on all of them. None without one."""
+    if rec.get("isa") == "scalar":
+        return rec
+    scal = [r for r in records if r.get("isa") == "scalar" and _num(r.get("samples_per_s"))]
+    for keys in _BASELINE_KEYS:
+        for r in scal:
+            if all(r.get(k) == rec.get(k) for k in keys):
+                return r
+    return None
+
+
+def speedup(rec: dict, records: list) -> float | None:
+    base = scalar_baseline(rec, records)
+    a, b = _num(rec.get("samples_per_s")), _num(base.get("samples_per_s")) if base else None
+    return a / b if a and b else None
+
+
+# ---- throughput -------------------------------------------------------------------------
+
+@_styled
+def plot_throughput(records: list, out_dir: str, *, name: str = "throughput") -> Paths:
+    """Samples/s per variant: bar at the median, error bar from min to max,
+    speedup over the matching scalar record written next to each bar."""
+    recs = [r for r in records if _num(r.get("samples_per_s"))]
+    if not recs:
+        return _empty("no record has samples_per_s")
+    fig = _figure(8, 1.2 + 0.32 * len(recs))
+    ax = fig.add_subplot()
+    y = list(range(len(recs)))[::-1]
+    med = [_num(r["samples_per_s"]) for r in recs]
+    lo = [max(0.0, m - (_num(r.get("samples_per_s_min")) or m)) for m, r in zip(med, recs)]
+    hi = [max(0.0, (_num(r.get("samples_per_s_max")) or m) - m) for m, r in zip(med, recs)]
+    ax.barh(y, med, xerr=[lo, hi], color=[_color(r) for r in recs], capsize=3, height=0.7)
+    ax.set_yticks(y, [_label(r) for r in recs], fontsize=8)
+    xmax = max(m + h for m, h in zip(med, hi))
+    for yi, m, h, r in zip(y, med, hi, recs):
+        s = speedup(r, records)
+        txt = f"{m:,.0f}" + (f"  ×{s:.2f}" if s is not None else "")
+        ax.text(m + h + 0.01 * xmax, yi, txt, va="center", fontsize=7)
+    ax.set_xlim(0, xmax * 1.25)
+    ax.set_xlabel("samples/s (bar: median; whiskers: min..max over repeats; ×: speedup over scalar)")
+    ax.set_title("Throughput per variant")
+    return _save(fig, out_dir, name)
+
+
+# ---- bytes against time: bandwidth roof ----------------------------------------------------
+
+@_styled
+def plot_bytes_vs_time(records: list, out_dir: str, bandwidth_gbps: float | None = None, *,
+                       name: str = "bytes_vs_time") -> Paths:
+    """Bytes moved per sample against time per sample (1 / samples_per_s), with
+    the roof time = bytes / bandwidth of the triad measured in the same run.
+    Points on the line run at the triad's bandwidth; above it, slower."""
+    recs = [r for r in records if _num(r.get("bytes_per_sample")) and _num(r.get("samples_per_s"))]
+    if not recs:
+        return _empty("no record has both bytes_per_sample and samples_per_s")
+    bw = _num(bandwidth_gbps)
+    fig = _figure(7, 5)
+    ax = fig.add_subplot()
+    xs = [_num(r["bytes_per_sample"]) for r in recs]
+    ts = [1e6 / _num(r["samples_per_s"]) for r in recs]
+    for x, t, r in zip(xs, ts, recs):
+        ax.scatter([x], [t], color=_color(r), s=28, zorder=3)
+        ax.annotate(_label(r), (x, t), textcoords="offset points", xytext=(4, 3), fontsize=6)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    if bw:
+        x0, x1 = min(xs) / 2, max(xs) * 2
+        ax.plot([x0, x1], [x0 / (bw * 1e3), x1 / (bw * 1e3)], color="k", lw=1, ls="--",
+                label=f"triad roof {bw:.1f} GB/s (time = bytes / bandwidth)")
+        ax.legend(loc="lower right", fontsize=7)
+    ax.set_xlabel("bytes moved per sample")
+    ax.set_ylabel("time per sample (µs, = 1e6 / samples/s)")
+    ax.set_title("Bytes against time per sample" + ("" if bw else " (no triad bandwidth in this run)"))
+    return _save(fig, out_dir, name)
+
+
+# ---- cache misses by source ------------------------------------------------------------------
+
+def cache_rows(records: list) -> list:
+    """(variant, source, metric, per, value, record) of every available cache measurement."""
+    out = []
+    for r in records:
+        for m in r.get("cache") or []:
+            if isinstance(m, dict) and m.get("available", True) and _num(m.get("value")) is not None:
+                out.append((_label(r), m.get("source", "?"), m.get("metric", "?"), m.get("per", "?"),
+                            _num(m["value"]), m))
+    return out
+
+
+@_styled
+def plot_cache(records: list, out_dir: str, *, name: str = "cache_misses", metrics=CACHE_METRICS) -> Paths:
+    """Cache misses (and lines / pages touched) per sample by variant, one panel
+    per source (hw, sim, model): numbers of different sources never share an axis."""
+    rows = [row for row in cache_rows(records) if row[2] in metrics]
+    by_src = {s: [row for row in rows if row[1] == s] for s in SOURCES}
+    present = [s for s in SOURCES if by_src[s]]
+    if not present:
+        return _empty("no available cache measurement among the records")
+    fig = _figure(9, 3.2 * len(present))
+    axes = fig.subplots(len(present), 1, squeeze=False)[:, 0]
+    for ax, src in zip(axes, present):
+        sub = by_src[src]
+        variants = list(dict.fromkeys(row[0] for row in sub))
+        mets = [m for m in metrics if any(row[2] == m for row in sub)]
+        width = 0.8 / max(1, len(mets))
+        cmap = matplotlib.colormaps["tab10"]
+        for j, met in enumerate(mets):
+            vals = {}
+            for v, _, m, per, val, _ in sub:
+                if m == met:
+                    vals[v] = (val, per)
+            xs = [i + (j - (len(mets) - 1) / 2) * width for i, v in enumerate(variants) if v in vals]
+            ys = [vals[v][0] for v in variants if v in vals]
+            pers = sorted({vals[v][1] for v in variants if v in vals})
+            ax.bar(xs, ys, width=width, color=cmap(j % 10), label=f"{met} (per {'/'.join(pers)})")
+        ax.set_yscale("symlog", linthresh=1)
+        ax.set_xticks(range(len(variants)), variants, rotation=20, ha="right", fontsize=7)
+        ax.set_title(SOURCE_TITLES.get(src, src))
+        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        ax.set_ylabel("count (symlog)")
+    paths = _save(fig, out_dir, name)
+    paths.panels = present
+    return paths
+
+
+# ---- accuracy against throughput over K, L -------------------------------------------------
+
+@_styled
+def plot_accuracy_frontier(records: list, out_dir: str, *, name: str = "accuracy_frontier") -> Paths:
+    """P@1 against samples/s, one point per (K, L) setting, colour by K, labelled
+    'K,L'; the line joins the Pareto-optimal points (no other is faster and better)."""
+    recs = [r for r in records if _num(r.get("p_at_1")) is not None and _num(r.get("samples_per_s"))]
+    if not recs:
+        return _empty("no record has both p_at_1 and samples_per_s")
+    fig = _figure(7, 5)
+    ax = fig.add_subplot()
+    Ks = sorted({r.get("K") for r in recs if r.get("K") is not None}, key=str)
+    cmap = matplotlib.colormaps["viridis"]
+    for r in recs:
+        k = r.get("K")
+        c = cmap(Ks.index(k) / max(1, len(Ks) - 1)) if k in Ks else "#7f7f7f"
+        x, y = _num(r["samples_per_s"]), _num(r["p_at_1"])
+        ax.scatter([x], [y], color=c, s=30, zorder=3)
+        tag = f"K{k},L{r.get('L')}" if k is not None or r.get("L") is not None else _label(r)
+        ax.annotate(tag, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=6)
+    pts = sorted(((_num(r["samples_per_s"]), _num(r["p_at_1"])) for r in recs), key=lambda t: -t[0])
+    front, best = [], -1.0
+    for x, y in pts:
+        if y > best:
+            front.append((x, y))
+            best = y
+    ax.plot([p[0] for p in front], [p[1] for p in front], color="k", lw=1, ls="--", label="Pareto frontier")
+    for k in Ks:
+        ax.scatter([], [], color=cmap(Ks.index(k) / max(1, len(Ks) - 1)), label=f"K={k}")
+    ax.legend(fontsize=7)
+    ax.set_xlabel("samples/s")
+    ax.set_ylabel("P@1")
+    ax.set_title("Accuracy against throughput over K and L")
+    return _save(fig, out_dir, name)
+
+
+# ---- LSH recall ------------------------------------------------------------------------------
+
+@_styled
+def plot_recall(records: list, out_dir: str, *, name: str = "lsh_recall") -> Paths:
+    """LSH recall (of the true labels / top neurons in the active set) against
+    the mean active-set size, one line per hash family."""
+    recs = [r for r in records if _num(r.get("recall")) is not None and _num(r.get("mean_active"))]
+    if not recs:
+        return _empty("no record has both recall and mean_active")
+    fig = _figure(7, 4.5)
+    ax = fig.add_subplot()
+    fams = list(dict.fromkeys(str(r.get("hash_family") or "?") for r in recs))
+    cmap = matplotlib.colormaps["tab10"]
+    for i, fam in enumerate(fams):
+        pts = sorted((_num(r["mean_active"]), _num(r["recall"])) for r in recs
+                     if str(r.get("hash_family") or "?") == fam)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", color=cmap(i % 10), label=fam)
+    ax.set_xscale("log")
+    ax.set_xlabel("mean active-set size (neurons per sample)")
+    ax.set_ylabel("recall")
+    ax.legend(fontsize=7, title="hash family")
+    ax.set_title("LSH recall against active-set size")
+    return _save(fig, out_dir, name)
+
+
+# ---- convergence: SLIDE vs dense vs sampled softmax ----------------------------------------
+
+@_styled
+def plot_convergence(records: list, out_dir: str, *, name: str = "convergence") -> Paths:
+    """P@1 against wall-clock seconds (left) and against samples seen (right), one
+    line per record carrying a `curve` (SLIDE, dense, sampled softmax...)."""
+    recs = [r for r in records if isinstance(r.get("curve"), list) and r["curve"]]
+    if not recs:
+        return _empty("no record has a curve")
+    fig = _figure(10, 4.2)
+    a1, a2 = fig.subplots(1, 2)
+    cmap = matplotlib.colormaps["tab10"]
+    for i, r in enumerate(recs):
+        pts = [(_num(p.get("seconds")), _num(p.get("samples")), _num(p.get("p_at_1"))) for p in r["curve"]
+               if isinstance(p, dict)]
+        lab = str(r.get("label") or r.get("method") or _label(r))
+        t = [(s, p) for s, _, p in pts if s is not None and p is not None]
+        n = [(x, p) for _, x, p in pts if x is not None and p is not None]
+        if t:
+            a1.plot([x for x, _ in t], [y for _, y in t], marker=".", color=cmap(i % 10), label=lab)
+        if n:
+            a2.plot([x for x, _ in n], [y for _, y in n], marker=".", color=cmap(i % 10), label=lab)
+    secs = [_num(p.get("seconds")) for r in recs for p in r["curve"] if isinstance(p, dict)]
+    secs = [x for x in secs if x and x > 0]
+    if secs and max(secs) / min(secs) > 20:
+        a1.set_xscale("log")
+    a1.set_xlabel("wall-clock seconds")
+    a2.set_xlabel("samples seen")
+    for a in (a1, a2):
+        a.set_ylabel("P@1")
+        a.legend(fontsize=7)
+    a1.set_title("P@1 against time")
+    a2.set_title("P@1 against samples")
+    return _save(fig, out_dir, name)
+
+
+PLOTS = {"throughput": plot_throughput, "bytes_vs_time": plot_bytes_vs_time, "cache_misses": plot_cache,
+         "accuracy_frontier": plot_accuracy_frontier, "lsh_recall": plot_recall, "convergence": plot_convergence}
+
+
+def plot_all(records: list, out_dir: str, bandwidth_gbps: float | None = None, curves: list | None = None) -> dict:
+    """Every figure: {name: Paths} (empty Paths with a reason where nothing was plotted).
+    curves: records with a `curve` (default: those among `records`)."""
+    out = {}
+    for key, fn in PLOTS.items():
+        if key == "bytes_vs_time":
+            out[key] = fn(records, out_dir, bandwidth_gbps)
+        elif key == "convergence":
+            out[key] = fn(curves if curves is not None else records, out_dir)
+        else:
+            out[key] = fn(records, out_dir)
+    return out

@@ -1,0 +1,451 @@
+"""The results report: Markdown and HTML with figures and tables.
+
+Owns: reading a results directory (``results.json``, else ``results.csv``)
+and writing ``report.md`` and ``report.html`` next to the figures
+(``figures/``, made by workbench.plots). Nothing is measured here; every
+number printed comes from the results files, and every figure caption says
+where its numbers come from.
+
+``results.json`` is a dict:
+
+  runtime    the runtime report (workbench.runtime.report)
+  grid       the ablation grid that was run (any JSON)
+  records    list of result records (see workbench.plots)
+  baselines  optional: more records (dense, sampled softmax ...), usually with a `curve`
+  triad      optional: the memory-bandwidth measurement of the run
+             (workbench.cache.triad_bandwidth, or a number in GB/s); also
+             looked up as runtime["triad"] or a top-level "triad_gbps"
+
+``results.csv`` holds one record per row; columns named ``time_split.<phase>``
+become the time_split dict and cells that hold JSON (lists, dicts) are parsed.
+Missing fields never stop the report: a table or figure without its data is
+replaced by a note saying what was missing.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+import os
+
+from . import plots
+
+_CAPTIONS = {
+    "throughput": "Samples/s per variant: bar at the median, whiskers from min to max over the run's repeats, "
+                  "×: speedup over the scalar kernel with the same precision, layout, placement and threads. "
+                  "Source: records[].samples_per_s, samples_per_s_min/_max (measured wall-clock).",
+    "bytes_vs_time": "Bytes moved per sample against time per sample (1 / samples/s), log-log; dashed line: time "
+                     "at the triad bandwidth measured in the same run ({bw}). Source: records[].bytes_per_sample "
+                     "and samples_per_s; triad from workbench.cache.triad_bandwidth.",
+    "cache_misses": "Cache misses, lines and pages touched per sample by variant, one panel per source: hw = "
+                    "perf_event counters of this machine, sim = valgrind cachegrind with this CPU's cache geometry, "
+                    "model = the kernel's access pattern computed by hand; sources never share an axis. "
+                    "Source: records[].cache.",
+    "accuracy_frontier": "P@1 against samples/s for each (K, L) setting, colour by K; dashed: Pareto frontier. "
+                         "Source: records[].p_at_1, samples_per_s, K, L (measured).",
+    "lsh_recall": "LSH recall against mean active-set size, one line per hash family. "
+                  "Source: records[].recall, mean_active, hash_family (measured on the run's data).",
+    "convergence": "SLIDE against dense and sampled-softmax training: P@1 against wall-clock seconds and against "
+                   "samples seen. Source: the `curve` of records and baselines (evaluations during training).",
+}
+
+
+# ---- reading ------------------------------------------------------------------------------
+
+def _parse_cell(v):
+    if v is None:
+        return None
+    s = v.strip()
+    if s == "" or s.lower() in ("none", "null", "nan"):
+        return None
+    if s[:1] in "[{":
+        try:
+            return json.loads(s)
+        except ValueError:
+            return s
+    for conv in (int, float):
+        try:
+            return conv(s)
+        except ValueError:
+            pass
+    if s.lower() in ("true", "false"):
+        return s.lower() == "true"
+    return s
+
+
+def read_csv_records(path: str) -> list:
+    out = []
+    with open(path, newline="") as fh:
+        for row in csv.DictReader(fh):
+            rec = {}
+            for k, v in row.items():
+                if k is None:
+                    continue
+                val = _parse_cell(v)
+                if "." in k:
+                    head, tail = k.split(".", 1)
+                    if val is not None:
+                        rec.setdefault(head, {})[tail] = val
+                else:
+                    rec[k] = val
+            out.append(rec)
+    return out
+
+
+def load_results(results_dir: str) -> dict:
+    """The results of a directory: results.json, else results.csv (records only)."""
+    jp, cp = os.path.join(results_dir, "results.json"), os.path.join(results_dir, "results.csv")
+    if os.path.exists(jp):
+        with open(jp) as fh:
+            res = json.load(fh)
+        if isinstance(res, list):
+            res = {"records": res}
+        if not res.get("records") and os.path.exists(cp):
+            res["records"] = read_csv_records(cp)
+        res["_source"] = "results.json"
+        return res
+    if os.path.exists(cp):
+        return {"records": read_csv_records(cp), "_source": "results.csv"}
+    raise FileNotFoundError(f"neither results.json nor results.csv in {results_dir}")
+
+
+def triad_gbps(res: dict):
+    """(GB/s, provenance) of the run's triad, or (None, why not)."""
+    for where, t in (("results.triad", res.get("triad")), ("runtime.triad", (res.get("runtime") or {}).get("triad")),
+                     ("results.triad_gbps", res.get("triad_gbps"))):
+        if isinstance(t, dict):
+            v = plots._num(t.get("value") if "value" in t else t.get("gbps"))
+            if v:
+                d = t.get("detail") or {}
+                how = d.get("method", "triad")
+                thr = d.get("threads")
+                return v, f"{where}: {how}" + (f", {thr} thread(s)" if thr else "")
+        elif plots._num(t):
+            return plots._num(t), where
+    return None, "no triad measurement in the results"
+
+
+# ---- formatting ---------------------------------------------------------------------------
+
+def _fmt(v, digits=3) -> str:
+    x = plots._num(v)
+    if x is None:
+        return "–" if v is None else str(v)
+    if x == 0:
+        return "0"
+    if abs(x) >= 1000:
+        return f"{x:,.0f}"
+    if abs(x) >= 1:
+        return f"{x:.{digits}g}" if abs(x) < 100 else f"{x:.0f}"
+    return f"{x:.{digits}g}"
+
+
+def _sps(r) -> str:
+    m = plots._num(r.get("samples_per_s"))
+    if m is None:
+        return "–"
+    lo, hi = plots._num(r.get("samples_per_s_min")), plots._num(r.get("samples_per_s_max"))
+    return f"{m:,.0f} [{_fmt(lo)}–{_fmt(hi)}]" if lo is not None and hi is not None else f"{m:,.0f}"
+
+
+class _Doc:
+    """A tiny document model rendered to Markdown and to HTML."""
+
+    def __init__(self):
+        self.blocks = []
+
+    def h(self, level, text):
+        self.blocks.append(("h", level, text))
+
+    def p(self, text):
+        self.blocks.append(("p", text))
+
+    def note(self, text):
+        self.blocks.append(("note", text))
+
+    def table(self, head, rows):
+        self.blocks.append(("table", head, rows))
+
+    def fig(self, png, svg, caption):
+        self.blocks.append(("fig", png, svg, caption))
+
+    def code(self, text):
+        self.blocks.append(("code", text))
+
+    def markdown(self) -> str:
+        out = []
+        cell = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+        for b in self.blocks:
+            if b[0] == "h":
+                out.append("#" * b[1] + " " + b[2])
+            elif b[0] == "p":
+                out.append(b[1])
+            elif b[0] == "note":
+                out.append(f"> {b[1]}")
+            elif b[0] == "table":
+                out.append("| " + " | ".join(cell(h) for h in b[1]) + " |")
+                out.append("|" + "|".join("---" for _ in b[1]) + "|")
+                out += ["| " + " | ".join(cell(c) for c in row) + " |" for row in b[2]]
+            elif b[0] == "fig":
+                out.append(f"![{b[3]}]({b[1]})")
+                out.append(f"*{b[3]}* ([SVG]({b[2]}))")
+            elif b[0] == "code":
+                out.append("```\n" + b[1] + "\n```")
+            out.append("")
+        return "\n".join(out)
+
+    def html(self, title) -> str:
+        e = html.escape
+        out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{e(title)}</title>",
+               "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+               "table{border-collapse:collapse;margin:1em 0;font-size:0.9em}"
+               "th,td{border:1px solid #ccc;padding:3px 8px;text-align:left}th{background:#f2f2f2}"
+               "figure{margin:1.5em 0}img{max-width:100%}figcaption{font-size:0.9em;color:#444}"
+               ".note{color:#8a5a00;background:#fff8e6;padding:4px 8px;border-left:3px solid #e0a800}"
+               "pre{background:#f6f6f6;padding:8px;overflow-x:auto}</style></head><body>"]
+        for b in self.blocks:
+            if b[0] == "h":
+                out.append(f"<h{b[1]}>{e(b[2])}</h{b[1]}>")
+            elif b[0] == "p":
+                out.append(f"<p>{e(b[1])}</p>")
+            elif b[0] == "note":
+                out.append(f'<p class="note">{e(b[1])}</p>')
+            elif b[0] == "table":
+                out.append("<table><thead><tr>" + "".join(f"<th>{e(str(h))}</th>" for h in b[1]) + "</tr></thead>")
+                out.append("<tbody>" + "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in row) + "</tr>"
+                                               for row in b[2]) + "</tbody></table>")
+            elif b[0] == "fig":
+                out.append(f'<figure><a href="{e(b[2])}"><img src="{e(b[2])}" alt="{e(b[3])}"></a>'
+                           f'<figcaption>{e(b[3])} (<a href="{e(b[1])}">PNG</a>)</figcaption></figure>')
+            elif b[0] == "code":
+                out.append(f"<pre>{e(b[1])}</pre>")
+        out.append("</body></html>")
+        return "\n".join(out)
+
+
+# ---- sections -----------------------------------------------------------------------------
+
+def _runtime_section(doc: _Doc, rt) -> None:
+    doc.h(2, "Machine and kernels")
+    if not isinstance(rt, dict) or not rt:
+        doc.note("No runtime report in the results.")
+        return
+    cpu = rt.get("cpu") or {}
+    rows = [("CPU", cpu.get("brand_raw") or cpu.get("brand") or rt.get("machine") or "–"),
+            ("cores (os / affinity)", f"{rt.get('cpu_count', '–')} / {rt.get('affinity', '–')}"),
+            ("threads (run / OpenMP max)", f"{rt.get('threads', '–')} / {rt.get('omp_max_threads', '–')}"),
+            ("caches (py-cpuinfo)", ", ".join(f"{k.split('_')[0].upper()} {cpu[k]}" for k in
+                                              ("l1_data_cache_size", "l2_cache_size", "l3_cache_size") if cpu.get(k))
+             or "–"),
+            ("transparent huge pages", rt.get("thp", "–")),
+            ("platform", rt.get("platform", "–")),
+            ("python / numpy", f"{rt.get('python', '–')} / {rt.get('numpy', '–')}")]
+    caps = rt.get("capabilities") or {}
+    for k in ("hardware", "compiled", "usable", "disabled"):
+        if k in caps:
+            rows.append((f"ISAs {k}", ", ".join(map(str, caps[k])) or "none"))
+    if rt.get("selection_env"):
+        rows.append(("selection environment", json.dumps(rt["selection_env"])))
+    doc.table(["", "value"], rows)
+    chosen = rt.get("kernels_chosen") or rt.get("kernels_chosen_fp32")
+    if isinstance(chosen, dict) and chosen:
+        krows = []
+        for op, c in chosen.items():
+            if isinstance(c, dict):
+                skipped = c.get("skipped") or {}
+                krows.append((op, c.get("chosen", "–"), "; ".join(f"{k}: {v}" for k, v in list(skipped.items())[:4])
+                              + (" …" if len(skipped) > 4 else "")))
+            else:
+                krows.append((op, str(c), ""))
+        doc.p("Kernel chosen per op" + (" (fp32 selection)" if "kernels_chosen" not in rt else "") + ":")
+        doc.table(["op", "kernel", "skipped (why)"], krows)
+    elif rt.get("kernels_compiled"):
+        doc.p(f"Kernels compiled: {len(rt['kernels_compiled'])}.")
+
+
+def _grid_section(doc: _Doc, grid) -> None:
+    if not grid:
+        return
+    doc.h(2, "Grid")
+    if isinstance(grid, dict):
+        doc.table(["parameter", "values"], [(k, json.dumps(v) if not isinstance(v, str) else v)
+                                            for k, v in grid.items()])
+    else:
+        doc.code(json.dumps(grid, indent=1)[:4000])
+
+
+def headline_rows(records: list, bw) -> list:
+    rows = []
+    for r in records:
+        s = plots.speedup(r, records)
+        bps, sps = plots._num(r.get("bytes_per_sample")), plots._num(r.get("samples_per_s"))
+        gbs = bps * sps / 1e9 if bps and sps else None
+        rows.append((plots._label(r), _sps(r), f"×{s:.2f}" if s is not None else "–", _fmt(r.get("p_at_1"), 4),
+                     _fmt(bps), _fmt(gbs), f"{100 * gbs / bw:.1f}%" if gbs and bw else "–"))
+    return rows
+
+
+def _headline(doc: _Doc, records: list, bw, bw_src) -> None:
+    doc.h(2, "Headline")
+    if not records:
+        doc.note("No records in the results.")
+        return
+    doc.p("samples/s: median [min–max] of the run's repeats; speedup: over the scalar record with the same "
+          "precision, layout, placement and threads; GB/s = bytes/sample × samples/s; % of triad: of the memory "
+          f"bandwidth measured by the triad in this run ({_fmt(bw) + ' GB/s, ' + bw_src if bw else bw_src}).")
+    doc.table(["variant", "samples/s median [min–max]", "speedup vs scalar", "P@1", "bytes/sample", "GB/s",
+               "% of triad"], headline_rows(records, bw))
+
+
+def _phases(doc: _Doc, records: list) -> None:
+    doc.h(2, "Time per phase")
+    recs = [r for r in records if isinstance(r.get("time_split"), dict) and r["time_split"]]
+    if not recs:
+        doc.note("No record has a time_split: table omitted.")
+        return
+    phases = list(dict.fromkeys(k for r in recs for k in r["time_split"]))
+    rows = []
+    for r in recs:
+        ts = r["time_split"]
+        tot = sum(plots._num(v) or 0.0 for v in ts.values())
+        cells = []
+        for ph in phases:
+            v = plots._num(ts.get(ph))
+            cells.append("–" if v is None else f"{_fmt(v)} s ({100 * v / tot:.0f}%)" if tot else f"{_fmt(v)} s")
+        rows.append((plots._label(r), *cells, f"{_fmt(tot)} s"))
+    doc.p("Seconds spent per phase (share of the total), as the trainer's timers report them.")
+    doc.table(["variant", *phases, "total"], rows)
+
+
+def _what(m: dict) -> str:
+    """What a cache measurement was taken on, from its detail."""
+    d = m.get("detail") or {}
+    src = m.get("source")
+    if src == "sim":
+        txt = " ".join(str(d[k]) for k in ("op", "kernel", "layout") if d.get(k))
+        return txt + ("" if d.get("representative", True) else " (emulated: not representative)")
+    if src == "model":
+        return " ".join(str(d[k]) for k in ("op", "layout", "dtype") if d.get(k))
+    if src == "hw":
+        return f"scope {d['scope']}, {d.get('threads_counted', '?')} thread(s)" if d.get("scope") else ""
+    return ""
+
+
+def _cache_table(doc: _Doc, records: list) -> None:
+    doc.h(2, "Cache behaviour by source")
+    items = [(plots._label(r), m) for r in records for m in (r.get("cache") or []) if isinstance(m, dict)]
+    if not items:
+        doc.note("No record carries cache measurements: table omitted.")
+        return
+    doc.p("One table per source, never mixed: hw = counters of this machine (perf_event_open; n/a where the "
+          "machine exposes none), sim = valgrind cachegrind with this CPU's cache geometry, model = computed "
+          "from the kernel's access pattern (distinct lines are the compulsory misses of a cold cache).")
+    sources = list(plots.SOURCES) + sorted({m.get("source", "?") for _, m in items} - set(plots.SOURCES))
+    for src in sources:
+        sub = [(v, m) for v, m in items if m.get("source", "?") == src]
+        if not sub:
+            continue
+        cols = list(dict.fromkeys((m.get("metric", "?"), m.get("per", "?")) for _, m in sub))
+        variants = list(dict.fromkeys(v for v, _ in sub))
+        cells, what, reasons = {}, {}, {}
+        for v, m in sub:
+            ok = m.get("available", True) and plots._num(m.get("value")) is not None
+            cells[(v, m.get("metric", "?"), m.get("per", "?"))] = _fmt(m.get("value")) if ok else "n/a"
+            what.setdefault(v, _what(m))
+            if not ok:
+                reasons.setdefault(str(m.get("reason") or "unavailable")[:200], []).append(f"{v}: {m.get('metric')}")
+        rows = [(v, what.get(v, ""), *(cells.get((v, met, per), "–") for met, per in cols)) for v in variants]
+        doc.h(3, plots.SOURCE_TITLES.get(src, src))
+        doc.table(["variant", "measured on", *(f"{met} [per {per}]" for met, per in cols)], rows)
+        for reason, where in reasons.items():
+            doc.note(f"n/a ({len(where)}): {reason}")
+
+
+def _baselines(doc: _Doc, baselines: list) -> None:
+    if not baselines:
+        return
+    doc.h(2, "Baselines")
+    rows = []
+    for b in baselines:
+        curve = b.get("curve") if isinstance(b.get("curve"), list) else []
+        last = curve[-1] if curve and isinstance(curve[-1], dict) else {}
+        rows.append((str(b.get("label") or b.get("method") or plots._label(b)), _sps(b),
+                     _fmt(b.get("p_at_1", last.get("p_at_1")), 4), _fmt(last.get("seconds")),
+                     _fmt(last.get("samples"))))
+    doc.table(["baseline", "samples/s", "P@1", "seconds (last eval)", "samples (last eval)"], rows)
+
+
+# ---- entry point ----------------------------------------------------------------------------
+
+def write_report(results_dir: str, out: str | None = None) -> str:
+    """Write report.md and report.html (and figures/) for a results directory;
+    returns the Markdown path. out: a directory, or a path ending in .md
+    (default: results_dir/report.md)."""
+    res = load_results(results_dir)
+    if out is None:
+        md_path = os.path.join(results_dir, "report.md")
+    elif out.endswith(".md"):
+        md_path = out
+    else:
+        md_path = os.path.join(out, "report.md")
+    out_dir = os.path.dirname(os.path.abspath(md_path))
+    os.makedirs(out_dir, exist_ok=True)
+    fig_dir = os.path.join(results_dir, "figures")
+    records = [r for r in (res.get("records") or []) if isinstance(r, dict)]
+    baselines = [r for r in (res.get("baselines") or []) if isinstance(r, dict)]
+    bw, bw_src = triad_gbps(res)
+
+    doc = _Doc()
+    doc.h(1, "SLIDE workbench results")
+    doc.p(f"From {res.get('_source', 'results')} in {os.path.abspath(results_dir)}: {len(records)} record(s)"
+          + (f", {len(baselines)} baseline(s)" if baselines else "") + ".")
+    _runtime_section(doc, res.get("runtime"))
+    _grid_section(doc, res.get("grid"))
+    _headline(doc, records, bw, bw_src)
+    _phases(doc, records)
+    _cache_table(doc, records)
+    _baselines(doc, baselines)
+
+    doc.h(2, "Figures")
+    curves = [r for r in records + baselines if isinstance(r.get("curve"), list) and r["curve"]]
+    for key, fn in plots.PLOTS.items():
+        try:
+            if key == "bytes_vs_time":
+                paths = fn(records, fig_dir, bw)
+            elif key == "convergence":
+                paths = fn(curves, fig_dir)
+            else:
+                paths = fn(records, fig_dir)
+        except Exception as e:  # a broken record must not lose the rest of the report
+            doc.note(f"Figure {key} failed: {type(e).__name__}: {e}")
+            continue
+        if not paths:
+            doc.note(f"Figure {key} omitted: {getattr(paths, 'reason', None) or 'nothing to plot'}.")
+            continue
+        png = next(p for p in paths if p.endswith(".png"))
+        svg = next(p for p in paths if p.endswith(".svg"))
+        cap = _CAPTIONS[key].format(bw=f"{_fmt(bw)} GB/s, {bw_src}" if bw else "no triad in this run")
+        doc.fig(os.path.relpath(png, out_dir).replace(os.sep, "/"), os.path.relpath(svg, out_dir).replace(os.sep, "/"),
+                cap)
+
+    with open(md_path, "w") as fh:
+        fh.write(doc.markdown())
+    with open(os.path.splitext(md_path)[0] + ".html", "w") as fh:
+        fh.write(doc.html("SLIDE workbench results"))
+    return md_path
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m workbench.report", description=write_report.__doc__)
+    ap.add_argument("results_dir")
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args(argv)
+    print(write_report(a.results_dir, a.out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
