@@ -620,7 +620,7 @@ def measure_sim(op: str = "forward", kernel: str = "f32/scalar", layout: int = 0
     inputs read (warm). ll_level: which cache valgrind's LL stands for
     (default the last level; 2 gives L2 misses). collect: extra function
     globs whose costs are added (out-of-line callees of the kernel). About
-    15 s of valgrind; see measure_sim_many to run several at once."""
+    10 s of valgrind; see measure_sim_many to run several at once."""
     return measure_sim_many([dict(op=op, kernel=kernel, layout=layout, n_in=n_in, n_out=n_out,
                                   n_active=n_active, nnz=nnz, calls=calls, samples_per_call=samples_per_call,
                                   seed=seed, order=order, want_dx=want_dx, adam_bf16_copy=adam_bf16_copy,
