@@ -188,7 +188,8 @@ cdef extern from "slide/registry.h" nogil:
     int slide_batch_select(slide_net *net, slide_thread *th, slide_batch *bt, int32_t s, const int32_t *xi,
                            const float *xv, int32_t nx, const int32_t *labels, int32_t n_labels)
     int32_t slide_batch_count(slide_batch *bt, int32_t lo, int32_t hi, int64_t *n_entries)
-    void slide_batch_place(slide_batch *bt, int32_t lo, int32_t hi, int32_t rbase, int32_t ebase)
+    void slide_batch_rows(slide_batch *bt, int32_t lo, int32_t hi, int32_t rbase, int32_t ebase)
+    void slide_batch_place(slide_batch *bt, int32_t s)
     void slide_batch_forward(const slide_net *net, slide_batch *bt, int32_t r0, int32_t r1, float *wbuf,
                              int32_t *sids, float *zs)
     float slide_batch_softmax(const slide_net *net, slide_batch *bt, int32_t s, float scale)
@@ -714,7 +715,10 @@ cdef class Engine:
             for q in prange(T, schedule="static", chunksize=1):
                 lo = <int32_t>(<int64_t>n_out * q // T)
                 hi = <int32_t>(<int64_t>n_out * (q + 1) // T)
-                slide_batch_place(bt, lo, hi, rbase[q], ebase[q])
+                slide_batch_rows(bt, lo, hi, rbase[q], ebase[q])
+        with nogil, parallel(num_threads=T):
+            for i in prange(B, schedule="static"):
+                slide_batch_place(bt, <int32_t>i)
         t2 = slide_now_ns()
         # phase 3: logits per union row
         cdef int32_t CH = 64

@@ -18,8 +18,10 @@
  *      once — no gradient buffer, one read and one write of W, m, v;
  *   6. per sample: input gradients summed over threads, hidden layers
  *      backward (per-sample, as before).
- * Rows are split between threads by range, so phases 3 and 5 never race; the
- * output layer is deterministic for a given thread count.
+ * Phases 3 and 5 split the union rows between threads, so they never race.
+ * Entries are counted during phase 1 and placed by sample in phase 2 with
+ * atomic cursors: with one thread the order of a row's entries (and so every
+ * sum) is fixed; with several it varies with scheduling, like HOGWILD.
  */
 #ifndef SLIDE_BATCH_H
 #define SLIDE_BATCH_H
@@ -73,35 +75,30 @@ static int slide_batch_select(slide_net *net, slide_thread *th, slide_batch *bt,
     memcpy(bt->H + (int64_t)s * bt->ldh, last > 0 ? th->val[last - 1] : xv, (size_t)bt->d * sizeof(float));
     const float *hin = bt->H + (int64_t)s * bt->ldh;
     const int32_t n = slide_select(net, th, last, NULL, hin, bt->d, labels, n_labels, &forced);
-    memcpy(bt->A + (int64_t)s * bt->cap, th->ids[last], (size_t)n * sizeof(int32_t));
+    const int32_t *ids = th->ids[last];
+    memcpy(bt->A + (int64_t)s * bt->cap, ids, (size_t)n * sizeof(int32_t));
+    for (int32_t q = 0; q < n; q++) __atomic_fetch_add(&bt->cnt[ids[q]], 1, __ATOMIC_RELAXED);
     bt->nA[s] = n;
     bt->nF[s] = forced;
     return 0;
 }
 
-/* Phase 2a: count the entries whose row lies in [lo, hi). Returns the number of union rows there. */
+/* Phase 2a (per range [lo, hi) of rows): union rows and entries there. */
 static int32_t slide_batch_count(slide_batch *bt, int32_t lo, int32_t hi, int64_t *n_entries) {
-    int32_t *cnt = bt->cnt;
-    int64_t e = 0;
-    for (int32_t s = 0; s < bt->B; s++) {
-        const int32_t *a = bt->A + (int64_t)s * bt->cap;
-        for (int32_t q = 0; q < bt->nA[s]; q++) {
-            const int32_t j = a[q];
-            if (j >= lo && j < hi) {
-                cnt[j]++;
-                e++;
-            }
-        }
-    }
+    const int32_t *cnt = bt->cnt;
     int32_t rows = 0;
-    for (int32_t j = lo; j < hi; j++) rows += cnt[j] > 0;
+    int64_t e = 0;
+    for (int32_t j = lo; j < hi; j++) {
+        rows += cnt[j] > 0;
+        e += cnt[j];
+    }
     *n_entries = e;
     return rows;
 }
 
-/* Phase 2b: list the union rows of [lo, hi) from slot rbase, entries from
- * ebase; cnt[j] becomes the row's write cursor. Then place the entries. */
-static void slide_batch_place(slide_batch *bt, int32_t lo, int32_t hi, int32_t rbase, int32_t ebase) {
+/* Phase 2b (per range): list the union rows from slot rbase with entry
+ * offsets from ebase; cnt[j] becomes the row's write cursor. */
+static void slide_batch_rows(slide_batch *bt, int32_t lo, int32_t hi, int32_t rbase, int32_t ebase) {
     int32_t *cnt = bt->cnt;
     int32_t r = rbase, e = ebase;
     for (int32_t j = lo; j < hi; j++) {
@@ -112,16 +109,16 @@ static void slide_batch_place(slide_batch *bt, int32_t lo, int32_t hi, int32_t r
         cnt[j] = bt->uoff[r];
         r++;
     }
-    for (int32_t s = 0; s < bt->B; s++) {
-        const int32_t *a = bt->A + (int64_t)s * bt->cap;
-        for (int32_t q = 0; q < bt->nA[s]; q++) {
-            const int32_t j = a[q];
-            if (j >= lo && j < hi) {
-                const int32_t at = cnt[j]++;
-                bt->es[at] = s;
-                bt->ep[at] = q;
-            }
-        }
+}
+
+/* Phase 2c (per sample): place the sample's entries at its rows' cursors. */
+static void slide_batch_place(slide_batch *bt, int32_t s) {
+    const int32_t *a = bt->A + (int64_t)s * bt->cap;
+    int32_t *cnt = bt->cnt;
+    for (int32_t q = 0; q < bt->nA[s]; q++) {
+        const int32_t at = __atomic_fetch_add(&cnt[a[q]], 1, __ATOMIC_RELAXED);
+        bt->es[at] = s;
+        bt->ep[at] = q;
     }
 }
 
