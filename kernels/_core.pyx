@@ -188,6 +188,7 @@ cdef extern from "slide/registry.h" nogil:
     int slide_batch_select(slide_net *net, slide_thread *th, slide_batch *bt, int32_t s, const int32_t *xi,
                            const float *xv, int32_t nx, const int32_t *labels, int32_t n_labels)
     int32_t slide_batch_count(slide_batch *bt, int32_t lo, int32_t hi, int64_t *n_entries)
+    void slide_omp_barrier()
     void slide_batch_rows(slide_batch *bt, int32_t lo, int32_t hi, int32_t rbase, int32_t ebase)
     void slide_batch_place(slide_batch *bt, int32_t s)
     void slide_batch_forward(const slide_net *net, slide_batch *bt, int32_t r0, int32_t r1, float *wbuf,
@@ -677,10 +678,31 @@ cdef class Engine:
         cdef int64_t t0 = slide_now_ns(), t1, t2, t3, t4, t5, t6
         cdef int T = n_threads
         cdef int32_t n_out = L.n_out
-        # phase 1: hidden layers, LSH selection
+        # One parallel region for the whole batch, phases separated by explicit
+        # barriers (Cython's prange inside a parallel block is "omp for
+        # nowait"): a batch costs one thread wake-up, not one per phase, which
+        # matters when the cores are shared with other processes.
+        cdef int64_t[8] ent
+        cdef int32_t[8] nrows
+        cdef int64_t[8] stamps
+        cdef int32_t lo, hi, r, rb, eb, c
+        cdef int32_t nchunks = 0
+        cdef int q, p
+        cdef int32_t CH = 64
+        cdef slide_adam_params pa
+        pa.lr_t = lr_t
+        pa.beta1 = beta1
+        pa.beta2 = beta2
+        pa.one_minus_beta1 = 1.0 - beta1
+        pa.one_minus_beta2 = 1.0 - beta2
+        pa.eps = eps
+        if T > 8:
+            raise ValueError("at most 8 threads in the batched strategy")
         with nogil, parallel(num_threads=T):
             tid = threadid()
             th = &self.th[tid]
+            memset(self.u_dH + tid * self.u_dH_stride, 0, self.u_dH_stride * sizeof(float))
+            # phase 1: hidden layers and LSH selection per sample
             for i in prange(B, schedule="dynamic", chunksize=1):
                 s = order[start + i]
                 a = indptr[s]
@@ -689,89 +711,77 @@ cdef class Engine:
                 th.rng.ctr = 0
                 slide_batch_select(&self.net, th, bt, <int32_t>i, xi + a, xv + a, <int32_t>(indptr[s + 1] - a),
                                    yl + z, <int32_t>(label_indptr[s + 1] - z))
-        t1 = slide_now_ns()
-        # phase 2: inverted index, rows split into T ranges
-        cdef int64_t[8] ent
-        cdef int32_t[8] nrows
-        cdef int32_t[9] rbase
-        cdef int32_t[9] ebase
-        cdef int32_t lo, hi, r
-        cdef int q
-        if T > 8:
-            raise ValueError("at most 8 threads in the batched strategy")
-        with nogil, parallel(num_threads=T):
+            slide_omp_barrier()
+            if tid == 0:
+                stamps[0] = slide_now_ns()
+            # phase 2: union rows by row range (static: iteration q runs on thread q), entries by sample
             for q in prange(T, schedule="static", chunksize=1):
                 lo = <int32_t>(<int64_t>n_out * q // T)
                 hi = <int32_t>(<int64_t>n_out * (q + 1) // T)
                 nrows[q] = slide_batch_count(bt, lo, hi, &ent[q])
-        rbase[0] = 0
-        ebase[0] = 0
-        for q in range(T):
-            rbase[q + 1] = rbase[q] + nrows[q]
-            ebase[q + 1] = ebase[q] + <int32_t>ent[q]
-        bt.n_union = rbase[T]
-        bt.uoff[bt.n_union] = ebase[T]
-        with nogil, parallel(num_threads=T):
+            slide_omp_barrier()
             for q in prange(T, schedule="static", chunksize=1):
+                rb = 0
+                eb = 0
+                for p in range(q):
+                    rb = rb + nrows[p]
+                    eb = eb + <int32_t>ent[p]
                 lo = <int32_t>(<int64_t>n_out * q // T)
                 hi = <int32_t>(<int64_t>n_out * (q + 1) // T)
-                slide_batch_rows(bt, lo, hi, rbase[q], ebase[q])
-        with nogil, parallel(num_threads=T):
+                slide_batch_rows(bt, lo, hi, rb, eb)
+                if q == T - 1:
+                    bt.n_union = rb + nrows[q]
+                    bt.uoff[bt.n_union] = eb + <int32_t>ent[q]
+            slide_omp_barrier()
             for i in prange(B, schedule="static"):
                 slide_batch_place(bt, <int32_t>i)
-        t2 = slide_now_ns()
-        # phase 3: logits per union row
-        cdef int32_t CH = 64
-        cdef int32_t nchunks = (bt.n_union + CH - 1) // CH
-        cdef int32_t c
-        with nogil, parallel(num_threads=T):
-            tid = threadid()
+            slide_omp_barrier()
+            if tid == 0:
+                stamps[1] = slide_now_ns()
+            nchunks = (bt.n_union + CH - 1) // CH
+            # phase 3: logits per union row
             for c in prange(nchunks, schedule="static", chunksize=1):
                 slide_batch_forward(&self.net, bt, c * CH, min((c + 1) * CH, bt.n_union),
                                     self.u_wbuf + tid * bt.ldh, self.u_sids + tid * self.bt_Bmax,
                                     self.u_zs + tid * self.bt_Bmax)
-        t3 = slide_now_ns()
-        # phase 4: softmax per sample
-        cdef double total = 0.0
-        cdef int64_t counted = 0
-        with nogil, parallel(num_threads=T):
+            slide_omp_barrier()
+            if tid == 0:
+                stamps[2] = slide_now_ns()
+            # phase 4: softmax per sample
             for i in prange(B, schedule="static"):
-                total += slide_batch_softmax(&self.net, bt, <int32_t>i, scale)
-                if bt.nA[i] > 0:
-                    counted += 1
-        t4 = slide_now_ns()
-        # phase 5: gradients + Adam per union row; input gradients per thread
-        cdef slide_adam_params p
-        p.lr_t = lr_t
-        p.beta1 = beta1
-        p.beta2 = beta2
-        p.one_minus_beta1 = 1.0 - beta1
-        p.one_minus_beta2 = 1.0 - beta2
-        p.eps = eps
-        memset(self.u_dH, 0, T * self.u_dH_stride * sizeof(float))
-        with nogil, parallel(num_threads=T):
-            tid = threadid()
+                bt.loss[i] = slide_batch_softmax(&self.net, bt, <int32_t>i, scale)
+            slide_omp_barrier()
+            if tid == 0:
+                stamps[3] = slide_now_ns()
+            # phase 5: gradients and Adam per union row; input gradients per thread
             for c in prange(nchunks, schedule="static", chunksize=1):
                 slide_batch_backward_adam(&self.net, bt, c * CH, min((c + 1) * CH, bt.n_union),
                                           self.u_dH + tid * self.u_dH_stride, self.u_wbuf + tid * bt.ldh,
                                           self.u_gvec + tid * bt.ldh, self.u_sids + tid * self.bt_Bmax,
                                           self.u_gs + tid * self.bt_Bmax, self.u_gbs + tid * self.bt_Bmax,
-                                          &p, dense_update, batch_id)
-        t5 = slide_now_ns()
-        # phase 6: hidden layers backward
-        with nogil, parallel(num_threads=T):
-            tid = threadid()
-            th = &self.th[tid]
+                                          &pa, dense_update, batch_id)
+            slide_omp_barrier()
+            if tid == 0:
+                stamps[4] = slide_now_ns()
+            # phase 6: hidden layers backward per sample
             for i in prange(B, schedule="dynamic", chunksize=1):
                 s = order[start + i]
                 a = indptr[s]
                 slide_batch_hidden_backward(&self.net, th, bt, <int32_t>i, self.u_dH, T, self.u_dH_stride,
                                             xi + a, xv + a, <int32_t>(indptr[s + 1] - a), batch_id)
         t6 = slide_now_ns()
-        for key, v in (("select", t1 - t0), ("index", t2 - t1), ("forward", t3 - t2), ("softmax", t4 - t3),
-                       ("backward_adam", t5 - t4), ("hidden_backward", t6 - t5)):
-            self.union_ns[key] = self.union_ns.get(key, 0) + v
-        self.union_ns["entries"] = self.union_ns.get("entries", 0) + ebase[T]
+        cdef double total = 0.0
+        cdef int64_t counted = 0
+        for i in range(B):
+            if bt.nA[i] > 0:
+                total += bt.loss[i]
+                counted += 1
+        prev = t0
+        for key, k in (("select", 0), ("index", 1), ("forward", 2), ("softmax", 3), ("backward_adam", 4)):
+            self.union_ns[key] = self.union_ns.get(key, 0) + stamps[k] - prev
+            prev = stamps[k]
+        self.union_ns["hidden_backward"] = self.union_ns.get("hidden_backward", 0) + t6 - prev
+        self.union_ns["entries"] = self.union_ns.get("entries", 0) + bt.uoff[bt.n_union]
         self.union_ns["union_rows"] = self.union_ns.get("union_rows", 0) + bt.n_union
         return total, counted
 

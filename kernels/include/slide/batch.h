@@ -56,6 +56,13 @@ typedef struct {
     int32_t prefetch;  /* union rows ahead whose lines are prefetched (0: none) */
 } slide_batch;
 
+/* A barrier of the enclosing OpenMP team, callable from Cython: its prange
+ * loops inside one parallel block are "omp for nowait", so the phases of a
+ * batch are separated explicitly. */
+static void slide_omp_barrier(void) {
+#pragma omp barrier
+}
+
 /* Phase 1 for sample s (position in the batch). Returns 0, or 1 when the
  * sample has no labels (it is skipped: nA = 0). */
 static int slide_batch_select(slide_net *net, slide_thread *th, slide_batch *bt, int32_t s, const int32_t *xi,
