@@ -1145,12 +1145,16 @@ cdef int _fill_mat(slide_mat *m, W, Wb, b, int layout, int n_in, int n_out, int 
     return 0
 
 
-cdef _check_index(a, int hi, str what):
-    """None, or a 1-D int32 array of unique values in [0, hi)."""
+cdef _check_index(a, int hi, str what, bint validate=True):
+    """None, or a 1-D int32 array of unique values in [0, hi). validate=False
+    keeps the type checks and skips the per-element scans (the caller has
+    validated the indices once, e.g. a benchmark's id pool)."""
     if a is None:
         return
     if not isinstance(a, np.ndarray) or a.dtype != np.int32 or a.ndim != 1 or not a.flags.c_contiguous:
         raise TypeError(f"{what} must be a contiguous 1-D int32 array")
+    if not validate:
+        return
     if a.size and (a.min() < 0 or a.max() >= hi):
         raise IndexError(f"{what} out of range [0, {hi})")
     if a.size > 1 and np.unique(a).size != a.size:
@@ -1173,33 +1177,33 @@ def bf16_buffer(shape):
     return np.zeros(n + 32, np.uint16)[:n].reshape(shape)
 
 
-cdef _check_inputs(int layout, int n_in, int n_out, xi, xv, ids, int n):
+cdef _check_inputs(int layout, int n_in, int n_out, xi, xv, ids, int n, bint validate=True):
     if not isinstance(xv, np.ndarray) or xv.dtype != np.float32 or xv.ndim != 1:
         raise TypeError("xv must be a 1-D float32 array")
     if xi is None:
         if xv.shape[0] != n_in:
             raise ValueError(f"a dense input must have n_in = {n_in} values, got {xv.shape[0]}")
     else:
-        _check_index(xi, n_in, "xi")
+        _check_index(xi, n_in, "xi", validate)
         if xi.shape[0] != xv.shape[0]:
             raise ValueError("xi and xv differ in length")
     if ids is None:
         if n < 0 or n > n_out:
             raise ValueError(f"n must be in [0, {n_out}] when ids is None")
     else:
-        _check_index(ids, n_out, "ids")
+        _check_index(ids, n_out, "ids", validate)
         if ids.shape[0] != n:
             raise ValueError("ids must have n entries")
 
 
-def op_forward(str kernel, int layout, int n_in, W, Wb, b, xi, xv, ids, int n, int prefetch=0):
+def op_forward(str kernel, int layout, int n_in, W, Wb, b, xi, xv, ids, int n, int prefetch=0, bint validate=True):
     """One forward kernel call; returns z (n,).
     layout 0: row-major W (n_out, ld), op fwd_rows; 1: transposed W (n_in, ld), op fwd_cols.
     xi None: dense input of n_in values; ids None: outputs 0..n-1."""
     cdef slide_mat m
     cdef int n_out = b.shape[0]
     _fill_mat(&m, W, Wb, b, layout, n_in, n_out, prefetch)
-    _check_inputs(layout, n_in, n_out, xi, xv, ids, n)
+    _check_inputs(layout, n_in, n_out, xi, xv, ids, n, validate)
     z = np.zeros(max(n, 1), np.float32)
     cdef slide_any_fn fn = _lookup("fwd_rows" if layout == SLIDE_LAYOUT_ROWMAJOR else "fwd_cols", kernel)
     cdef const int32_t *pxi = _iptr(xi)
@@ -1215,7 +1219,7 @@ def op_forward(str kernel, int layout, int n_in, W, Wb, b, xi, xv, ids, int n, i
     return z[:n]
 
 
-def op_backward(str kernel, int layout, int n_in, W, Wb, gW, gb, xi, xv, ids, g, bint want_dx):
+def op_backward(str kernel, int layout, int n_in, W, Wb, gW, gb, xi, xv, ids, g, bint want_dx, bint validate=True):
     """One backward kernel call: accumulates into gW, gb (in place); returns dx (len(xv),) or None."""
     cdef slide_mat m
     cdef int n_out = gb.shape[0]
@@ -1224,7 +1228,7 @@ def op_backward(str kernel, int layout, int n_in, W, Wb, gW, gb, xi, xv, ids, g,
     if gW.shape != W.shape or gW.dtype != np.float32 or not gW.flags.c_contiguous:
         raise ValueError("gW must be a contiguous float32 array shaped like W")
     cdef int n = g.shape[0]
-    _check_inputs(layout, n_in, n_out, xi, xv, ids, n)
+    _check_inputs(layout, n_in, n_out, xi, xv, ids, n, validate)
     if g.dtype != np.float32:
         raise TypeError("g must be float32")
     dx = np.zeros(max(xv.shape[0], 1), np.float32) if want_dx else None
@@ -1246,14 +1250,14 @@ def op_backward(str kernel, int layout, int n_in, W, Wb, gW, gb, xi, xv, ids, g,
 
 
 def op_adam(str kernel, W, Wb, M, V, G, int cols, rows, double lr_t, double beta1=0.9, double beta2=0.999,
-            double eps=1e-8):
+            double eps=1e-8, bint validate=True):
     """One Adam kernel call over `rows` (None: all) of the (R, ld) arrays, in place."""
     for name, a in (("M", M), ("V", V), ("G", G)):
         if a.shape != W.shape or a.dtype != np.float32:
             raise ValueError(f"{name} must be float32 shaped like W")
     if W.ndim != 2 or cols < 0 or cols > W.shape[1]:
         raise ValueError("W must be (rows, ld) with cols <= ld")
-    _check_index(rows, W.shape[0], "rows")
+    _check_index(rows, W.shape[0], "rows", validate)
     if Wb is not None and Wb.shape != W.shape:
         raise ValueError("Wb must be shaped like W")
     cdef slide_adam_params p

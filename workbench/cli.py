@@ -1,6 +1,6 @@
 """The `slide-workbench` command (also `python -m workbench`).
 
-Subcommands: generate, train, eval, info. Owns argument parsing, turning
+Subcommands: generate, train, eval, info, ablate, report, compare. Owns argument parsing, turning
 flags and TOML files into a Config, progress display, summaries and JSON
 results. Errors a user can cause (bad data, bad config, bad checkpoint)
 print one line naming the file and problem and exit non-zero, without a
@@ -415,6 +415,146 @@ def cmd_info(args) -> int:
     return 0
 
 
+# ---- ablation, report, comparison -------------------------------------------------------
+
+ABLATE_AXIS_FLAGS = (  # (flag, axis, help)
+    ("--engine", "engine", "slide, dense, sampled (baselines from workbench.baselines)"),
+    ("--isa", "isa", "auto, scalar, avx2, avx512, avx512_bf16 (or an @emu ISA)"),
+    ("--precision", "precision", "fp32, bf16, bf16act"),
+    ("--layout", "layout", "output-layer layout rowmajor, transposed; every layer: joined by '/', "
+                           "e.g. transposed/rowmajor"),
+    ("--placement", "placement", "default, aligned, hugepage, numpy-thp (see below)"),
+    ("--threads", "threads", "OpenMP threads (also OMP_NUM_THREADS / OPENBLAS_NUM_THREADS of the worker)"),
+    ("--batch-size", "batch_size", "samples per batch"),
+    ("--strategy", "strategy", "auto, batched, hogwild"),
+    ("--prefetch", "prefetch", "software prefetch distance (0: off)"),
+    ("--hash-family", "hash_family", "dwta, wta, srp, minhash"),
+    ("-K", "K", "hashes per bucket id"),
+    ("-L", "L", "number of hash tables"),
+    ("--sampling", "sampling", "vanilla, topk, threshold, uniform, exact"),
+    ("--update", "update", "sparse, dense"),
+    ("--compat", "compat", "false, true (reference bucket-id shift)"),
+)
+
+ABLATE_EPILOG = """\
+Axis flags take comma-separated lists; the grid is their product (a TOML --grid
+file gives [axes] lists, [fixed] config values and [run] settings; flags win).
+layout: one value is the output layer's (the input layer stays transposed);
+name every layer with '/', e.g. transposed/rowmajor.
+placement: default = numpy's allocator with NUMPY_MADVISE_HUGEPAGE=0 (4 KiB
+pages: the control); aligned = 64-byte aligned rows, NUMPY_MADVISE_HUGEPAGE=0;
+hugepage = 2 MiB-aligned mmap + madvise(MADV_HUGEPAGE) (what was granted is
+recorded); numpy-thp = numpy's allocator with numpy's own huge-page advice
+(NUMPY_MADVISE_HUGEPAGE=1).
+Each point runs in its own worker process; exactly one computes at a time and
+rounds are interleaved round-robin (--interleave: live = one long-lived worker
+per point, fresh = one process per point and round, none = point after point,
+auto = live when all workers fit in half the memory, else fresh).
+"""
+
+
+def cmd_ablate(args) -> int:
+    from . import ablate
+
+    grid = ablate.Grid.from_toml(args.grid) if args.grid else ablate.Grid()
+    axes = dict(grid.axes)
+    for flag, axis, _ in ABLATE_AXIS_FLAGS:
+        v = getattr(args, "ax_" + axis, None)
+        if v is not None:
+            axes[axis] = ablate.split_cli_list(axis, v)
+    fixed = dict(grid.fixed)
+    for item in args.set:
+        if "=" not in item:
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        k, v = (x.strip() for x in item.split("=", 1))
+        fixed[k] = ablate.parse_fixed_value(k, v)
+    for k in list(fixed):
+        if k in axes:
+            fixed.pop(k)
+    run = grid.run.to_dict()
+    for key in ("preset", "train", "test", "data_seed", "samples", "warmup", "repeats", "eval_samples",
+                "recall_samples", "interleave", "timeout"):
+        v = getattr(args, key, None)
+        if v is not None:
+            run[key] = v
+    if args.sim:
+        run["sim"] = True
+    if args.no_hw:
+        run["hw"] = False
+    if args.no_model:
+        run["model"] = False
+    if args.no_triad:
+        run["triad"] = False
+    if args.skip_invalid:
+        run["skip_invalid"] = True
+    grid = ablate.Grid(axes=axes, fixed=fixed, run=ablate.RunSettings.from_dict(run))
+    if args.dry_run:
+        plan = ablate.run(grid, args.out or ".", dry_run=True, log=lambda m: print(m, file=sys.stderr))
+        print(f"{len(plan['points'])} point(s), interleave {plan['schedule']['interleave']} "
+              f"({plan['schedule']['why']}):")
+        for p in plan["points"]:
+            print(f"  {p.id}  {p.engine:<7}  {p.short()}  env {p.env}")
+        for s in plan["skipped"]:
+            print(f"  skipped {s['axes']}: {s['reason']}")
+        return 0
+    if not args.out:
+        raise ConfigError("ablate needs --out DIR (or --dry-run)")
+    res = ablate.run(grid, args.out, resume=args.resume, progress=not args.quiet)
+    if res.get("interrupted"):
+        return 130
+    return 1 if res.get("failed") else 0
+
+
+def cmd_report(args) -> int:
+    try:
+        from . import report
+    except ImportError as e:
+        raise ConfigError(f"the report needs workbench.report, which cannot be imported: {e}") from None
+    path = report.write_report(args.results_dir, args.out)
+    print(path)
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from . import ablate
+
+    fixed = {}  # generated data: the preset's suggested hyper-parameters apply first (ablate.Grid)
+    for item in args.set:
+        if "=" not in item:
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        k, v = (x.strip() for x in item.split("=", 1))
+        fixed[k] = ablate.parse_fixed_value(k, v)
+    opts = {}
+    for item in args.baseline_option:
+        if "=" not in item:
+            raise ConfigError(f"--baseline-option expects KEY=VALUE, got {item!r}")
+        k, v = (x.strip() for x in item.split("=", 1))
+        try:
+            opts[k] = json.loads(v)
+        except ValueError:
+            opts[k] = v
+    res = ablate.compare(args.out, preset=args.preset or "amazon670k", train=args.train, test=args.test,
+                         data_seed=args.data_seed, samples=args.samples, curve_points=args.points,
+                         eval_samples=args.eval_samples, methods=tuple(x.strip() for x in args.methods.split(",")
+                                                                       if x.strip()),
+                         threads=args.threads or 0, config=fixed, baseline_options=opts, progress=not args.quiet)
+    rows = []
+    for r in res["records"] + res["baselines"]:
+        last = r["curve"][-1]
+        rows.append((r.get("label", r.get("method")), f"P@1 {last['p_at_1']:.4f} after {last['samples']:,} samples, "
+                                                      f"{last['seconds']:.1f}s training "
+                                                      f"({r.get('samples_per_s') or 0:,.0f} samples/s)"))
+    for f in res["failed"]:
+        rows.append((f["method"], f"failed: {f['error']}"))
+    if rows:
+        _print_summary("compare", rows)
+    print(f"results: {os.path.join(args.out, 'results.json')}; figure: "
+          f"{', '.join(res.get('figures') or []) or 'none'}")
+    if res.get("interrupted"):
+        return 130
+    return 1 if res["failed"] else 0
+
+
 # ---- parser ----------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -471,6 +611,65 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--json", metavar="PATH", help="also write it as JSON")
     i.add_argument("--quick", action="store_true", help="skip the CPU brand/cache probe (py-cpuinfo)")
     i.set_defaults(func=cmd_info)
+
+    a = sub.add_parser("ablate", help="measure a grid of kernel / algorithm settings in isolated workers",
+                       epilog=ABLATE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    a.add_argument("--grid", metavar="TOML", help="grid file: [axes] lists, [fixed] config values, [run] settings")
+    a.add_argument("--out", metavar="DIR", help="results directory (results.json, results.csv, logs/, data/)")
+    a.add_argument("--resume", action="store_true", help="continue the results in --out: finished points are "
+                                                         "kept, partial points continue")
+    a.add_argument("--dry-run", action="store_true", help="list the points and the schedule, run nothing")
+    ax = a.add_argument_group("axes (comma-separated lists)")
+    for flag, axis, hlp in ABLATE_AXIS_FLAGS:
+        ax.add_argument(flag, dest="ax_" + axis, default=None, metavar="LIST", help=hlp)
+    a.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a fixed config value for every point, e.g. lr=1e-3 or hidden=256/128 (repeatable)")
+    r = a.add_argument_group("run settings (default: the grid file's [run], else as shown)")
+    r.add_argument("--train", metavar="FILE", default=None, help="training data (XC text format)")
+    r.add_argument("--test", metavar="FILE", default=None, help="test data (XC text format)")
+    r.add_argument("--preset", default=None, help="generated data set (default amazon670k)")
+    r.add_argument("--data-seed", type=int, default=None)
+    r.add_argument("--samples", type=int, default=None, help="samples per timed round (default 4096)")
+    r.add_argument("--warmup", type=int, default=None, help="warm-up samples before the first round (default 1024)")
+    r.add_argument("--repeats", type=int, default=None, help="timed rounds per point (default 3)")
+    r.add_argument("--eval-samples", type=int, default=None, help="test points for P@k after training (default 1000)")
+    r.add_argument("--recall-samples", type=int, default=None,
+                   help="test points for the LSH recall against exact top-5 (default 200)")
+    r.add_argument("--interleave", choices=("auto", "live", "fresh", "none"), default=None,
+                   help="worker scheduling (see below; default auto)")
+    r.add_argument("--timeout", type=float, default=None, help="seconds a worker may take per step (default 3600)")
+    r.add_argument("--sim", action="store_true", help="also simulate the output-layer forward kernel with "
+                                                      "cachegrind (slow)")
+    r.add_argument("--no-hw", action="store_true", help="no hardware counters around the last round")
+    r.add_argument("--no-model", action="store_true", help="no access-pattern model (bytes, lines, pages)")
+    r.add_argument("--no-triad", action="store_true", help="do not measure the memory-bandwidth triad")
+    r.add_argument("--skip-invalid", action="store_true", help="skip points this machine or build cannot run "
+                                                               "(recorded under 'skipped') instead of failing")
+    a.add_argument("--quiet", action="store_true", help="no progress bar")
+    a.set_defaults(func=cmd_ablate)
+
+    rp = sub.add_parser("report", help="write report.md / report.html from a results directory")
+    rp.add_argument("results_dir", metavar="RESULTS_DIR", help="directory holding results.json (or results.csv)")
+    rp.add_argument("--out", default=None, help="output directory or .md path (default RESULTS_DIR/report.md)")
+    rp.set_defaults(func=cmd_report)
+
+    c = sub.add_parser("compare", help="train SLIDE, dense and sampled softmax on the same data; learning curves")
+    c.add_argument("--out", required=True, metavar="DIR", help="results directory (results.json, figures/)")
+    c.add_argument("--train", metavar="FILE", help="training data (XC text format)")
+    c.add_argument("--test", metavar="FILE", help="test data (XC text format)")
+    c.add_argument("--preset", default=None, help="generated data set (default amazon670k)")
+    c.add_argument("--data-seed", type=int, default=0)
+    c.add_argument("--samples", type=int, default=20_000, help="training samples per method (default 20000)")
+    c.add_argument("--points", type=int, default=8, help="evaluations along the way (default 8)")
+    c.add_argument("--eval-samples", type=int, default=1000, help="test points per evaluation (default 1000)")
+    c.add_argument("--methods", default="slide,dense,sampled", help="comma-separated: slide, dense, sampled")
+    c.add_argument("--threads", type=int, default=None, help="threads of every method (default: all)")
+    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config value for every method (e.g. lr=1e-3, batch_size=256; repeatable)")
+    c.add_argument("--baseline-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a keyword argument of the baseline classes (e.g. n_sampled=2000; repeatable)")
+    c.add_argument("--quiet", action="store_true")
+    c.set_defaults(func=cmd_compare)
     return p
 
 
