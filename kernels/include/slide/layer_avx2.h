@@ -29,6 +29,21 @@ SA2 __m256i a2_mask(int32_t left) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(left < 8 ? left : 8), iota);
 }
 
+/* Full vectors use plain loads and stores; only a tail goes through
+ * vmaskmov, whose stores are microcoded and slow on AMD Zen. */
+SA2 __m256 a2_ld(const float *p, __m256i mk, int32_t left) {
+    return left >= 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, mk);
+}
+SA2 void a2_st(float *p, __m256i mk, int32_t left, __m256 v) {
+    if (left >= 8)
+        _mm256_storeu_ps(p, v);
+    else
+        _mm256_maskstore_ps(p, mk, v);
+}
+SA2 __m256i a2_ldi(const int32_t *p, __m256i mk, int32_t left) {
+    return left >= 8 ? _mm256_loadu_si256((const __m256i *)p) : _mm256_maskload_epi32((const int *)p, mk);
+}
+
 SA2 __m256 a2_round_bf16(__m256 v) {
     __m256i u = _mm256_castps_si256(v);
     const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
@@ -42,12 +57,12 @@ SA2 __m256 a2_bf16_to_f32(__m128i h) {
 
 /* 8 weights at element `off`; masked lanes read as zero. bf16 reads the whole
  * group (inside the padded row) and zeroes masked lanes afterwards. */
-SA2 __m256 a2_load_w(const slide_mat *m, int64_t off, __m256i mk, const int dt) {
+SA2 __m256 a2_load_w(const slide_mat *m, int64_t off, __m256i mk, int32_t left, const int dt) {
     if (dt == A2_BF16) {
         const __m256 w = a2_bf16_to_f32(_mm_loadu_si128((const __m128i *)(m->wb + off)));
-        return _mm256_and_ps(w, _mm256_castsi256_ps(mk));
+        return left >= 8 ? w : _mm256_and_ps(w, _mm256_castsi256_ps(mk));
     }
-    const __m256 w = _mm256_maskload_ps(m->w + off, mk);
+    const __m256 w = a2_ld(m->w + off, mk, left);
     return dt == A2_BF16ACT ? a2_round_bf16(w) : w;
 }
 
@@ -60,8 +75,8 @@ SA2 __m256 a2_gather_w(const slide_mat *m, int64_t roff, __m256i idx, __m256i mk
     return dt == A2_BF16ACT ? a2_round_bf16(w) : w;
 }
 
-SA2 __m256 a2_load_x(const float *x, __m256i mk, const int dt) {
-    const __m256 v = _mm256_maskload_ps(x, mk);
+SA2 __m256 a2_load_x(const float *x, __m256i mk, int32_t left, const int dt) {
+    const __m256 v = a2_ld(x, mk, left);
     return dt == A2_F32 ? v : a2_round_bf16(v);
 }
 
@@ -84,13 +99,14 @@ SA2 void a2_dot_rows(const slide_mat *m, const int64_t *roff, const int R, const
                      int32_t nx, float *out, const int dt) {
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
     for (int32_t k = 0; k < nx; k += 8) {
-        const __m256i mk = a2_mask(nx - k);
-        const __m256 x = a2_load_x(xv + k, mk, dt);
+        const int32_t left = nx - k;
+        const __m256i mk = a2_mask(left);
+        const __m256 x = a2_load_x(xv + k, mk, left, dt);
         if (xi) {
-            const __m256i idx = _mm256_maskload_epi32((const int *)(xi + k), mk);
+            const __m256i idx = a2_ldi(xi + k, mk, left);
             for (int j = 0; j < R; j++) acc[j] = _mm256_fmadd_ps(a2_gather_w(m, roff[j], idx, mk, dt), x, acc[j]);
         } else {
-            for (int j = 0; j < R; j++) acc[j] = _mm256_fmadd_ps(a2_load_w(m, roff[j] + k, mk, dt), x, acc[j]);
+            for (int j = 0; j < R; j++) acc[j] = _mm256_fmadd_ps(a2_load_w(m, roff[j] + k, mk, left, dt), x, acc[j]);
         }
     }
     for (int j = 0; j < R; j++) out[j] = a2_hsum(acc[j]);
@@ -148,24 +164,26 @@ SA2 void a2_bwd_rows(const slide_mat *m, float *gW, float *gb, const int32_t *xi
         float *gw = gW + r * ld;
         if (xi) {
             for (int32_t k = 0; k < nx; k += 8) {
-                const __m256i mk = a2_mask(nx - k);
-                const __m256i idx = _mm256_maskload_epi32((const int *)(xi + k), mk);
+                const int32_t left = nx - k;
+                const __m256i mk = a2_mask(left);
+                const __m256i idx = a2_ldi(xi + k, mk, left);
                 if (dx) {
                     const __m256 w = a2_gather_w(m, r * ld, idx, mk, dt);
-                    _mm256_maskstore_ps(dx + k, mk, _mm256_fmadd_ps(gi, w, _mm256_maskload_ps(dx + k, mk)));
+                    a2_st(dx + k, mk, left, _mm256_fmadd_ps(gi, w, a2_ld(dx + k, mk, left)));
                 }
             }
             for (int32_t k = 0; k < nx; k++) gw[xi[k]] += gs * xv[k]; /* no scatter in AVX2 */
         } else {
             if (pf && i + pf < n) a2_prefetch_row(m, ids ? ids[i + pf] : i + pf, nx, dt);
             for (int32_t k = 0; k < nx; k += 8) {
-                const __m256i mk = a2_mask(nx - k);
+                const int32_t left = nx - k;
+                const __m256i mk = a2_mask(left);
                 if (dx) {
-                    const __m256 w = a2_load_w(m, r * ld + k, mk, dt);
-                    _mm256_maskstore_ps(dx + k, mk, _mm256_fmadd_ps(gi, w, _mm256_maskload_ps(dx + k, mk)));
+                    const __m256 w = a2_load_w(m, r * ld + k, mk, left, dt);
+                    a2_st(dx + k, mk, left, _mm256_fmadd_ps(gi, w, a2_ld(dx + k, mk, left)));
                 }
-                const __m256 x = _mm256_maskload_ps(xv + k, mk);
-                _mm256_maskstore_ps(gw + k, mk, _mm256_fmadd_ps(gi, x, _mm256_maskload_ps(gw + k, mk)));
+                const __m256 x = a2_ld(xv + k, mk, left);
+                a2_st(gw + k, mk, left, _mm256_fmadd_ps(gi, x, a2_ld(gw + k, mk, left)));
             }
         }
         gb[r] += gs;
@@ -195,10 +213,12 @@ SA2 void a2_fwd_cols(const slide_mat *m, const int32_t *xi, const float *xv, int
         for (int32_t c0 = 0; c0 < n; c0 += 8 * A2_CHUNK) {
             __m256 acc[A2_CHUNK];
             __m256i mk[A2_CHUNK];
+            int32_t lf[A2_CHUNK];
             int nv = 0;
             for (int v = 0; v < A2_CHUNK && c0 + 8 * v < n; v++, nv++) {
-                mk[v] = a2_mask(n - c0 - 8 * v);
-                acc[v] = _mm256_maskload_ps(m->b + c0 + 8 * v, mk[v]);
+                lf[v] = n - c0 - 8 * v;
+                mk[v] = a2_mask(lf[v]);
+                acc[v] = a2_ld(m->b + c0 + 8 * v, mk[v], lf[v]);
             }
             for (int32_t k = 0; k < nx; k++) {
                 if (pf && k + pf < nx) {
@@ -208,22 +228,24 @@ SA2 void a2_fwd_cols(const slide_mat *m, const int32_t *xi, const float *xv, int
                 }
                 const __m256 x = _mm256_set1_ps(dt == A2_F32 ? xv[k] : slide_round_bf16(xv[k]));
                 const int64_t off = (int64_t)(xi ? xi[k] : k) * ld + c0;
-                for (int v = 0; v < nv; v++) acc[v] = _mm256_fmadd_ps(x, a2_load_w(m, off + 8 * v, mk[v], dt), acc[v]);
+                for (int v = 0; v < nv; v++)
+                    acc[v] = _mm256_fmadd_ps(x, a2_load_w(m, off + 8 * v, mk[v], lf[v], dt), acc[v]);
             }
-            for (int v = 0; v < nv; v++) _mm256_maskstore_ps(z + c0 + 8 * v, mk[v], acc[v]);
+            for (int v = 0; v < nv; v++) a2_st(z + c0 + 8 * v, mk[v], lf[v], acc[v]);
         }
         return;
     }
     for (int32_t i = 0; i < n; i += 8) {
-        const __m256i mk = a2_mask(n - i);
-        const __m256i idx = _mm256_maskload_epi32((const int *)(ids + i), mk);
+        const int32_t left = n - i;
+        const __m256i mk = a2_mask(left);
+        const __m256i idx = a2_ldi(ids + i, mk, left);
         __m256 acc = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), m->b, idx, _mm256_castsi256_ps(mk), 4);
         for (int32_t k = 0; k < nx; k++) {
             const float xs = dt == A2_F32 ? xv[k] : slide_round_bf16(xv[k]);
             const int64_t roff = (int64_t)(xi ? xi[k] : k) * ld;
             acc = _mm256_fmadd_ps(_mm256_set1_ps(xs), a2_gather_w(m, roff, idx, mk, dt), acc);
         }
-        _mm256_maskstore_ps(z + i, mk, acc);
+        a2_st(z + i, mk, left, acc);
     }
 }
 
@@ -254,9 +276,10 @@ SA2 void a2_bwd_cols(const slide_mat *m, float *gW, float *gb, const int32_t *xi
             if (dx) {
                 __m256 s = _mm256_setzero_ps();
                 for (int32_t i = 0; i < n; i += 8) {
-                    const __m256i mk = a2_mask(n - i);
-                    const __m256i idx = _mm256_maskload_epi32((const int *)(ids + i), mk);
-                    s = _mm256_fmadd_ps(_mm256_maskload_ps(g + i, mk), a2_gather_w(m, roff, idx, mk, dt), s);
+                    const int32_t left = n - i;
+                    const __m256i mk = a2_mask(left);
+                    const __m256i idx = a2_ldi(ids + i, mk, left);
+                    s = _mm256_fmadd_ps(a2_ld(g + i, mk, left), a2_gather_w(m, roff, idx, mk, dt), s);
                 }
                 dx[k] += a2_hsum(s);
             }
@@ -264,10 +287,11 @@ SA2 void a2_bwd_cols(const slide_mat *m, float *gW, float *gb, const int32_t *xi
         } else {
             __m256 s = _mm256_setzero_ps();
             for (int32_t i = 0; i < n; i += 8) {
-                const __m256i mk = a2_mask(n - i);
-                const __m256 gv = _mm256_maskload_ps(g + i, mk);
-                if (dx) s = _mm256_fmadd_ps(gv, a2_load_w(m, roff + i, mk, dt), s);
-                _mm256_maskstore_ps(gw + i, mk, _mm256_fmadd_ps(xs, gv, _mm256_maskload_ps(gw + i, mk)));
+                const int32_t left = n - i;
+                const __m256i mk = a2_mask(left);
+                const __m256 gv = a2_ld(g + i, mk, left);
+                if (dx) s = _mm256_fmadd_ps(gv, a2_load_w(m, roff + i, mk, left, dt), s);
+                a2_st(gw + i, mk, left, _mm256_fmadd_ps(xs, gv, a2_ld(gw + i, mk, left)));
             }
             if (dx) dx[k] += a2_hsum(s);
         }
@@ -276,8 +300,9 @@ SA2 void a2_bwd_cols(const slide_mat *m, float *gW, float *gb, const int32_t *xi
         for (int32_t i = 0; i < n; i++) gb[ids[i]] += g[i];
     } else {
         for (int32_t i = 0; i < n; i += 8) {
-            const __m256i mk = a2_mask(n - i);
-            _mm256_maskstore_ps(gb + i, mk, _mm256_add_ps(_mm256_maskload_ps(gb + i, mk), _mm256_maskload_ps(g + i, mk)));
+            const int32_t left = n - i;
+            const __m256i mk = a2_mask(left);
+            a2_st(gb + i, mk, left, _mm256_add_ps(a2_ld(gb + i, mk, left), a2_ld(g + i, mk, left)));
         }
     }
 }
@@ -314,17 +339,18 @@ SLIDE_TAVX2 static void slide_adam_f32_avx2(float *w, bf16_t *wb, float *m, floa
         const int64_t off = (rows ? (int64_t)rows[i] : i) * ld;
         float *W = w + off, *M = m + off, *V = v + off, *G = g + off;
         for (int32_t k = 0; k < cols; k += 8) {
-            const __m256i mk = a2_mask(cols - k);
-            const __m256 gk = _mm256_maskload_ps(G + k, mk);
-            const __m256 mk_ = _mm256_add_ps(_mm256_mul_ps(b1, _mm256_maskload_ps(M + k, mk)), _mm256_mul_ps(c1, gk));
-            const __m256 vk = _mm256_add_ps(_mm256_mul_ps(b2, _mm256_maskload_ps(V + k, mk)),
+            const int32_t left = cols - k;
+            const __m256i mk = a2_mask(left);
+            const __m256 gk = a2_ld(G + k, mk, left);
+            const __m256 mk_ = _mm256_add_ps(_mm256_mul_ps(b1, a2_ld(M + k, mk, left)), _mm256_mul_ps(c1, gk));
+            const __m256 vk = _mm256_add_ps(_mm256_mul_ps(b2, a2_ld(V + k, mk, left)),
                                             _mm256_mul_ps(_mm256_mul_ps(c2, gk), gk));
             const __m256 step = _mm256_div_ps(_mm256_mul_ps(lr, mk_), _mm256_add_ps(_mm256_sqrt_ps(vk), eps));
-            const __m256 wk = _mm256_sub_ps(_mm256_maskload_ps(W + k, mk), step);
-            _mm256_maskstore_ps(M + k, mk, mk_);
-            _mm256_maskstore_ps(V + k, mk, vk);
-            _mm256_maskstore_ps(W + k, mk, wk);
-            _mm256_maskstore_ps(G + k, mk, _mm256_setzero_ps());
+            const __m256 wk = _mm256_sub_ps(a2_ld(W + k, mk, left), step);
+            a2_st(M + k, mk, left, mk_);
+            a2_st(V + k, mk, left, vk);
+            a2_st(W + k, mk, left, wk);
+            a2_st(G + k, mk, left, _mm256_setzero_ps());
             if (wb) {
                 const __m256i bits = a2_to_bf16_bits(wk);
                 const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(bits, bits), 0xD8);
