@@ -80,6 +80,8 @@ cdef extern from "slide/registry.h" nogil:
 
     ctypedef void (*slide_hash_fn)(const slide_hasher *hs, slide_hash_scratch *sc, const int32_t *xi,
                                    const float *xv, int32_t nx, uint32_t *out)
+    ctypedef void (*slide_hash_rows_fn)(const slide_hasher *hs, slide_hash_scratch *sc, const float *w, int64_t ld,
+                                        int32_t j0, int32_t j1, uint32_t *out)
 
     ctypedef struct slide_tables:
         int32_t L
@@ -122,6 +124,7 @@ cdef extern from "slide/registry.h" nogil:
         slide_bwd_cols_fn bwd_cols
         slide_adam_fn adam
         slide_hash_fn hash
+        slide_hash_rows_fn hash_rows
         slide_hasher hs
         slide_tables tables
         int32_t *row_stamp
@@ -267,7 +270,7 @@ def kernel_registry():
 def register_kernels(entries):
     """Add kernels from another extension: iterable of (op, dtype, isa, address)."""
     for op, dtype, isa, addr in entries:
-        if op not in ("fwd_rows", "bwd_rows", "fwd_cols", "bwd_cols", "adam", "hash"):
+        if op not in ("fwd_rows", "bwd_rows", "fwd_cols", "bwd_cols", "adam", "hash", "hash_rows"):
             raise ValueError(f"unknown op {op!r}")
         if not isinstance(addr, int) or addr == 0:
             raise ValueError("kernel address must be a non-zero int")
@@ -467,7 +470,8 @@ cdef class Engine:
         L.tables.ids = <int32_t*>_ptr(t["ids"], np.int32, "table ids")
         keep.append(t)
 
-    def set_kernels(self, int l, str fwd_rows, str bwd_rows, str fwd_cols, str bwd_cols, str adam, str hash):
+    def set_kernels(self, int l, str fwd_rows, str bwd_rows, str fwd_cols, str bwd_cols, str adam, str hash,
+                    str hash_rows="f32/scalar"):
         """Bind layer l's ops to registry entries named 'dtype/isa'."""
         self._check_layer(l)
         cdef slide_layer *L = &self.net.layers[l]
@@ -477,6 +481,7 @@ cdef class Engine:
         L.bwd_cols = <slide_bwd_cols_fn>_lookup("bwd_cols", bwd_cols)
         L.adam = <slide_adam_fn>_lookup("adam", adam)
         L.hash = <slide_hash_fn>_lookup("hash", hash)
+        L.hash_rows = <slide_hash_rows_fn>_lookup("hash_rows", hash_rows)
 
     cdef _check_layer(self, int l):
         if l < 0 or l >= self.net.n_layers:
@@ -860,30 +865,52 @@ cdef class Engine:
             raise ValueError("bids has the wrong shape")
         if seen.shape[0] < n_threads or seen.shape[1] != (1 << L.hs.range_pow):
             raise ValueError("seen has the wrong shape")
-        cdef int32_t j, t, k
+        # Rows are hashed in blocks of RB (the hash_rows kernel may hash several
+        # rows at once); a block's bucket ids are staged per thread and written
+        # out table by table, so each table's stretch of `bids` is written
+        # contiguously (bids[t, j] row by row would touch L lines per neuron).
+        cdef int32_t RB = 256
+        cdef int32_t nL = L.hs.L
+        cdef int32_t H = L.hs.H
+        stage_arr = np.zeros((n_threads, RB * nL), dtype=np.uint32)
+        hstage_arr = np.zeros((n_threads, RB * H), dtype=np.uint32)
+        cdef uint32_t[:, ::1] stage = stage_arr
+        cdef uint32_t[:, ::1] hstage = hstage_arr
+        cdef int32_t nblocks = (n + RB - 1) // RB
+        cdef int32_t blk, j, j0, j1, t, k
         cdef int tid = 0
         cdef slide_thread *th = NULL
-        cdef const float *vec
         cdef float *col = NULL
+        cdef uint32_t *st = NULL
+        cdef uint32_t *hs = NULL
+        cdef int64_t t0 = slide_now_ns(), t1
         with nogil, parallel(num_threads=n_threads):
             tid = threadid()
             th = &self.th[tid]
             col = self.colbuf + tid * self.colbuf_len if self.colbuf != NULL else NULL
-            for j in prange(n, schedule="static"):
+            st = &stage[tid, 0]
+            hs = &hstage[tid, 0]
+            for blk in prange(nblocks, schedule="static"):
+                j0 = blk * RB
+                j1 = min(j0 + RB, n)
                 if L.layout == SLIDE_LAYOUT_ROWMAJOR:
-                    vec = L.W.w + <int64_t>j * L.W.ld
+                    L.hash_rows(&L.hs, &th.hsc[l], L.W.w, L.W.ld, j0, j1, hs)
                 else:
-                    for k in range(nin):
-                        col[k] = L.W.w[<int64_t>k * L.W.ld + j]
-                    vec = col
-                L.hash(&L.hs, &th.hsc[l], NULL, vec, nin, th.hashes)
-                slide_bucket_ids(&L.hs, th.hashes, th.buckets)
-                for t in range(L.hs.L):
-                    bids[t, j] = th.buckets[t]
+                    for j in range(j0, j1):
+                        for k in range(nin):
+                            col[k] = L.W.w[<int64_t>k * L.W.ld + j]
+                        L.hash(&L.hs, &th.hsc[l], NULL, col, nin, hs + (j - j0) * H)
+                for j in range(j0, j1):
+                    slide_bucket_ids(&L.hs, hs + (j - j0) * H, st + (j - j0) * nL)
+                for t in range(nL):
+                    for j in range(j0, j1):
+                        bids[t, j] = st[(j - j0) * nL + t]
+        t1 = slide_now_ns()
         with nogil, parallel(num_threads=n_threads):
             tid = threadid()
-            for t in prange(L.hs.L, schedule="dynamic"):
+            for t in prange(nL, schedule="dynamic"):
                 slide_table_build_one(&L.tables, t, &bids[t, 0], &seen[tid, 0])
+        return {"hash_s": (t1 - t0) / 1e9, "build_s": (slide_now_ns() - t1) / 1e9}
 
     def predict(self, const int64_t[::1] indptr, const int32_t[::1] indices, const float[::1] values,
                 const int64_t[::1] rows, int k, bint dense, uint64_t rng_seed, int n_threads):
@@ -1044,6 +1071,27 @@ def hash_sparse(dict hasher, const int64_t[::1] indptr, const int32_t[::1] indic
         if indices[i] < 0 or indices[i] >= hs.dim:
             raise IndexError(f"index {indices[i]} out of range [0, {hs.dim})")
     return _hash_rows(&hs, None, (indptr, indices, values), <slide_hash_fn>_lookup("hash", kernel))
+
+
+def hash_rows(dict hasher, const float[:, ::1] W, int32_t j0, int32_t j1, str kernel="f32/scalar"):
+    """Hash rows j0..j1-1 of a (rows, ld) matrix (ld >= dim) with a hash_rows kernel: (j1-j0, H) uint32."""
+    cdef slide_hasher hs
+    memset(&hs, 0, sizeof(hs))
+    _fill_hasher(&hs, hasher)
+    if W.shape[1] < hs.dim or j0 < 0 or j1 > W.shape[0] or j0 > j1:
+        raise ValueError("rows out of range or matrix narrower than the hasher's dim")
+    out = np.zeros((max(j1 - j0, 1), hs.H), dtype=np.uint32)
+    cdef uint32_t[:, ::1] o = out
+    best = np.zeros(hs.H, np.float32)
+    arg = np.zeros(hs.H, np.int32)
+    cdef slide_hash_scratch sc
+    sc.best = <float*>_ptr(best, np.float32, "best")
+    sc.arg = <int32_t*>_ptr(arg, np.int32, "arg")
+    sc.dense = NULL
+    cdef slide_hash_rows_fn fn = <slide_hash_rows_fn>_lookup("hash_rows", kernel)
+    if j1 > j0:
+        fn(&hs, &sc, &W[0, 0], W.shape[1], j0, j1, &o[0, 0])
+    return out[:j1 - j0]
 
 
 def bucket_ids(dict hasher, const uint32_t[:, ::1] hashes):

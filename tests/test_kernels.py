@@ -259,3 +259,27 @@ def test_hash_kernels_equal_scalar_on_non_finite_values(k):
         X[3, :] = np.nan
         X[4, ::3] = np.inf
         np.testing.assert_array_equal(_core.hash_dense(h.params, X, k.name), _core.hash_dense(h.params, X, "f32/scalar"))
+
+
+@pytest.mark.parametrize("k", kernels_for("hash_rows"))
+@pytest.mark.parametrize("family", ["dwta", "wta", "srp", "minhash"])
+def test_hash_rows_kernels_equal_per_row_scalar(k, family):
+    """Rehashing a matrix several rows at a time gives each row's scalar hashes."""
+    require(k)
+    from workbench.lsh import Hasher
+
+    rng = np.random.default_rng(7)
+    for dim, K, L, n in ((128, 6, 50, 37), (16, 2, 3, 9), (100, 3, 7, 8)):
+        h = Hasher(family, dim=dim, K=K, L=L, seed=dim)
+        ld = -(-dim // 16) * 16
+        W = np.zeros((n, ld), np.float32)
+        W[:, :dim] = rng.standard_normal((n, dim))
+        W[rng.random(W.shape) < 0.3] = 0.0
+        W[0, :] = 0.0  # every bin empty (DWTA densifies)
+        W[1, :dim] = 1.0  # ties everywhere
+        W[2, ::3] = np.nan
+        W[3, :dim:2] = -np.inf
+        want = _core.hash_dense(h.params, np.ascontiguousarray(W[:, :dim]), "f32/scalar")
+        for j0, j1 in ((0, n), (1, n), (3, 3 + min(8, n - 3))):
+            got = _core.hash_rows(h.params, W, j0, j1, k.name)
+            np.testing.assert_array_equal(got, want[j0:j1], err_msg=f"{k} {family} rows {j0}:{j1}")

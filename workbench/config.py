@@ -117,7 +117,13 @@ class Config:
 
         check_int("n_features", 1, 2**31 - 2)
         check_int("n_labels", 1, 2**31 - 2)
-        hidden = tuple(self.hidden)
+        def as_tuple(key, v):
+            try:
+                return tuple(v)
+            except TypeError:
+                bad(key, f"expected a list, got {v!r}")
+
+        hidden = as_tuple("hidden", self.hidden)
         object.__setattr__(self, "hidden", hidden)
         for h in hidden:
             if isinstance(h, bool) or not isinstance(h, int) or h < 1 or h > 1 << 20:
@@ -128,14 +134,14 @@ class Config:
         modes = self.layer_modes
         if modes is None:
             modes = ("dense",) * len(hidden) + ("lsh",)
-        modes = tuple(modes)
+        modes = as_tuple("layer_modes", modes)
         if len(modes) != n_layers or any(m not in LAYER_MODES for m in modes):
             bad("layer_modes", f"expected {n_layers} entries from {LAYER_MODES}, got {modes!r}")
         object.__setattr__(self, "layer_modes", modes)
         layouts = self.layouts
         if layouts is None:
             layouts = ("transposed",) + ("rowmajor",) * len(hidden)
-        layouts = tuple(layouts)
+        layouts = as_tuple("layouts", layouts)
         if len(layouts) != n_layers or any(x not in LAYOUTS for x in layouts):
             bad("layouts", f"expected {n_layers} entries from {LAYOUTS}, got {layouts!r}")
         object.__setattr__(self, "layouts", layouts)
@@ -231,7 +237,8 @@ class Config:
     def from_dict(cls, d: dict, base: "Config | None" = None) -> "Config":
         """Build from a mapping; unknown keys are an error naming them."""
         names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
+        # keys need not be strings, nor printable: name them so the message stays one line
+        unknown = sorted(k if isinstance(k, str) and k.isprintable() else repr(k) for k in set(d) - names)
         if unknown:
             raise ConfigError(f"unknown config key(s): {', '.join(unknown)} (valid: {', '.join(sorted(names))})")
         d = dict(d)
@@ -252,6 +259,8 @@ class Config:
             raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{path}: invalid TOML: {e}") from None
+        except UnicodeDecodeError as e:  # tomllib decodes the whole file first
+            raise ConfigError(f"{path}: invalid TOML: not UTF-8 (byte {e.start})") from None
         if "train" in doc and isinstance(doc["train"], dict):
             doc = {**{k: v for k, v in doc.items() if k != "train" and not isinstance(v, dict)}, **doc["train"]}
         try:

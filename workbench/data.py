@@ -18,8 +18,9 @@ duplicate features or labels in a point, ids outside the header's ranges and
 non-finite values (or ones beyond float32) are errors.
 
 Cache: ``<file>.slidecache`` next to the source holds a fixed header (magic,
-version, the source's size and mtime_ns, the array lengths, a CRC-32 of the
-payload) followed by the raw little-endian arrays. It is used only when every
+version, the source's size and mtime_ns, the shape and array lengths, a CRC-32
+of the header fields before it and of the payload) followed by the raw
+little-endian arrays. It is used only when every
 field matches and the checksum and the ``Dataset`` validation pass; anything
 else means the cache is ignored and rewritten. It is written through a
 temporary file and a rename, and skipped silently where the directory is not
@@ -359,9 +360,9 @@ def load_xc(path, cache: bool = True, name: str | None = None) -> Dataset:
 # ------------------------------------------------------------------ cache
 
 _CACHE_MAGIC = b"SLIDEXC\x00"
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: the CRC covers the header fields too (n_features, n_labels)
 # magic, version, header size, source size, source mtime_ns, n_points,
-# n_features, n_labels, nnz, label entries, payload crc32
+# n_features, n_labels, nnz, label entries, crc32 of the fields before it + payload
 _CACHE_HEADER = struct.Struct("<8sIIqqqqqqqI")
 _CACHE_HEADER_SIZE = 96  # padded so the arrays start aligned
 
@@ -397,7 +398,7 @@ def _read_cache(cache_file, st, name, source):
             if os.fstat(fh.fileno()).st_size != _CACHE_HEADER_SIZE + payload:
                 return None
             arrays = {}
-            running_crc = 0
+            running_crc = zlib.crc32(head[: _CACHE_HEADER.size - 4])
             for field, dtype, count in layout:
                 array = np.empty(count, dtype=dtype)
                 view = memoryview(array).cast("B")
@@ -432,12 +433,12 @@ def _atomic_write(path, write_body):
 def _write_cache(cache_file, st, dataset):
     layout = _cache_arrays(len(dataset), dataset.nnz, len(dataset.labels))
     arrays = [np.ascontiguousarray(getattr(dataset, field), dtype=dtype) for field, dtype, _ in layout]
-    crc = 0
+    fields = (_CACHE_MAGIC, _CACHE_VERSION, _CACHE_HEADER_SIZE, st.st_size, st.st_mtime_ns, len(dataset),
+              dataset.n_features, dataset.n_labels, dataset.nnz, len(dataset.labels))
+    crc = zlib.crc32(_CACHE_HEADER.pack(*fields, 0)[: _CACHE_HEADER.size - 4])
     for array in arrays:
         crc = zlib.crc32(memoryview(array).cast("B"), crc)
-    header = _CACHE_HEADER.pack(_CACHE_MAGIC, _CACHE_VERSION, _CACHE_HEADER_SIZE, st.st_size, st.st_mtime_ns,
-                                len(dataset), dataset.n_features, dataset.n_labels, dataset.nnz,
-                                len(dataset.labels), crc)
+    header = _CACHE_HEADER.pack(*fields, crc)
 
     def body(fh):
         fh.write(header.ljust(_CACHE_HEADER_SIZE, b"\0"))

@@ -189,7 +189,7 @@ class Network:
                           hasher=layer.hasher, tables=layer.tables)
             k = {op: c.kernel.name for op, c in self.kernels.items()}
             eng.set_kernels(layer.index, k["fwd_rows"], k["bwd_rows"], k["fwd_cols"], k["bwd_cols"], k["adam"],
-                            k["hash"])
+                            k["hash"], k["hash_rows"])
         self.scratch_bytes = eng.finalize()
         self.strategy = self._choose_strategy()
         self._batch_cap = 0

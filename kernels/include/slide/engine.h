@@ -51,6 +51,7 @@ typedef struct {
     slide_bwd_cols_fn bwd_cols;
     slide_adam_fn adam;
     slide_hash_fn hash;
+    slide_hash_rows_fn hash_rows;
     slide_hasher hs;
     slide_tables tables;
     /* sparse-update bookkeeping: batch id that last touched a storage row / a bias */

@@ -56,4 +56,62 @@ SLIDE_THASH2 static void slide_hash_avx2(const slide_hasher *hs, slide_hash_scra
     if (dwta) slide_densify(hs, sc->arg, out);
 }
 
+/* Eight rows at a time, one row per lane: the rows are transposed into a
+ * (dim x 8) block, so every slot of a bin is one contiguous load for all
+ * eight rows and the running maximum is a lane-wise compare-and-blend — no
+ * gathers. The update rule is the scalar one exactly (the first present
+ * value is taken, later ones only when strictly greater), NaN included. */
+SLIDE_THASH2 static void slide_hash_rows_avx2(const slide_hasher *hs, slide_hash_scratch *sc, const float *w,
+                                              int64_t ld, int32_t j0, int32_t j1, uint32_t *out) {
+    const int wta_family = hs->family == SLIDE_HASH_DWTA || hs->family == SLIDE_HASH_WTA;
+    if (!wta_family || hs->bin_size != 8 || hs->dim > 1024) {
+        slide_hash_rows_scalar(hs, sc, w, ld, j0, j1, out);
+        return;
+    }
+    const int skip = hs->family == SLIDE_HASH_DWTA;
+    const int32_t dim = hs->dim, H = hs->H;
+    float tb[1024 * 8] __attribute__((aligned(32))); /* 32 KiB */
+    int32_t j = j0;
+    for (; j + 8 <= j1; j += 8) {
+        for (int32_t c = 0; c < dim; c++)
+            for (int r = 0; r < 8; r++) tb[c * 8 + r] = w[(int64_t)(j + r) * ld + c];
+        const __m256 zero = _mm256_setzero_ps();
+        int32_t argv[8] __attribute__((aligned(32)));
+        for (int32_t h = 0; h < H; h++) {
+            const int32_t *cs = hs->coord_of_slot + (int64_t)h * 8;
+            __m256 best = _mm256_set1_ps(-INFINITY);
+            __m256i arg = _mm256_set1_epi32(-1);
+            for (int s = 0; s < 8; s++) {
+                const __m256 v = _mm256_load_ps(tb + cs[s] * 8);
+                const __m256i empty = _mm256_cmpgt_epi32(_mm256_setzero_si256(), arg);
+                __m256 take = _mm256_or_ps(_mm256_castsi256_ps(empty), _mm256_cmp_ps(v, best, _CMP_GT_OQ));
+                if (skip) take = _mm256_and_ps(take, _mm256_cmp_ps(v, zero, _CMP_NEQ_UQ));
+                best = _mm256_blendv_ps(best, v, take);
+                arg = _mm256_castps_si256(
+                    _mm256_blendv_ps(_mm256_castsi256_ps(arg), _mm256_castsi256_ps(_mm256_set1_epi32(s)), take));
+            }
+            _mm256_store_si256((__m256i *)argv, arg);
+            for (int r = 0; r < 8; r++) {
+                uint32_t *o = out + (int64_t)(j - j0 + r) * H;
+                o[h] = argv[r] < 0 ? 0u : (uint32_t)argv[r];
+                /* densification needs the empty marks: keep them in the sign bit for now */
+                if (argv[r] < 0) o[h] = 0x80000000u;
+            }
+        }
+        if (skip) {
+            for (int r = 0; r < 8; r++) {
+                uint32_t *o = out + (int64_t)(j - j0 + r) * H;
+                int any_empty = 0;
+                for (int32_t h = 0; h < H; h++) {
+                    sc->arg[h] = (o[h] & 0x80000000u) ? -1 : (int32_t)o[h];
+                    any_empty |= sc->arg[h] < 0;
+                    if (sc->arg[h] < 0) o[h] = 0;
+                }
+                if (any_empty) slide_densify(hs, sc->arg, o);
+            }
+        }
+    }
+    if (j < j1) slide_hash_rows_scalar(hs, sc, w, ld, j, j1, out + (int64_t)(j - j0) * H);
+}
+
 #endif

@@ -225,6 +225,17 @@ static void slide_hash_scalar(const slide_hasher *hs, slide_hash_scratch *sc, co
     }
 }
 
+/* Hash rows j0..j1-1 of a row-major matrix (rehashing a layer's neurons):
+ * out gets H values per row. The scalar version is the per-row loop. */
+typedef void (*slide_hash_rows_fn)(const slide_hasher *hs, slide_hash_scratch *sc, const float *w, int64_t ld,
+                                   int32_t j0, int32_t j1, uint32_t *out);
+
+static void slide_hash_rows_scalar(const slide_hasher *hs, slide_hash_scratch *sc, const float *w, int64_t ld,
+                                   int32_t j0, int32_t j1, uint32_t *out) {
+    for (int32_t j = j0; j < j1; j++)
+        slide_hash_scalar(hs, sc, NULL, w + (int64_t)j * ld, hs->dim, out + (int64_t)(j - j0) * hs->H);
+}
+
 /* Compose K hash values per table into L bucket ids in [0, 2^range_pow).
  * Horner form of sum_j h_j << ((K-1-j) * shift). When the K values carry more
  * bits than the table has, the id is a multiplicative fold of all of them
