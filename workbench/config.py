@@ -89,7 +89,7 @@ class Config:
     precision: str = "fp32"
     isa: str = "auto"
     placement: str = "aligned"  # default | aligned | hugepage (see workbench.memory)
-    prefetch: int = 0  # SIMD kernels: software-prefetch active rows this far ahead (0: off)
+    prefetch: int = 8  # SIMD kernels: software-prefetch active rows this far ahead (0: off)
     kernels: dict = field(default_factory=dict)  # per-op overrides, e.g. {"fwd_rows": "f32/scalar"}
 
     def __post_init__(self):
