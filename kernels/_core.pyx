@@ -1170,14 +1170,32 @@ cdef _hash_rows(slide_hasher *hs, X, csr, slide_hash_fn fn):
 # Each validates shapes and every index against the buffers before the kernel
 # runs: kernels themselves never check.
 
+cdef _check_vector(a, int n, str what):
+    """A contiguous 1-D float32 array of n values."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{what} must be a numpy array, got {type(a).__name__}")
+    if a.dtype != np.float32 or a.ndim != 1 or not a.flags.c_contiguous:
+        raise TypeError(f"{what} must be a contiguous 1-D float32 array")
+    if a.shape[0] != n:
+        raise ValueError(f"{what} must have {n} values, got {a.shape[0]}")
+
+
+cdef _check_kernel_inputs(str kernel, Wb, int prefetch):
+    if kernel.split("/")[0] == "bf16" and Wb is None:
+        raise ValueError(f"kernel {kernel} reads the bf16 weight copy: pass Wb (bf16_buffer)")
+    if prefetch < 0 or prefetch > 64:
+        raise ValueError(f"prefetch must be in [0, 64], got {prefetch}")
+
+
 cdef int _fill_mat(slide_mat *m, W, Wb, b, int layout, int n_in, int n_out, int prefetch) except -1:
     if not isinstance(W, np.ndarray) or W.ndim != 2:
         raise ValueError("W must be a 2-D array (rows, ld)")
+    if n_in < 0 or n_out < 0:
+        raise ValueError("n_in and n_out must be >= 0")
     rows, cols = (n_out, n_in) if layout == SLIDE_LAYOUT_ROWMAJOR else (n_in, n_out)
     if W.shape[0] != rows or W.shape[1] < cols or W.shape[1] % 16:
         raise ValueError(f"W must be ({rows}, ld) with ld >= {cols} and a multiple of 16, got {W.shape}")
-    if b.shape != (n_out,):
-        raise ValueError(f"b must have shape ({n_out},)")
+    _check_vector(b, n_out, "b")
     m.w = <float*>_ptr(W, np.float32, "W", False)
     m.wb = NULL
     if Wb is not None:
@@ -1249,7 +1267,10 @@ def op_forward(str kernel, int layout, int n_in, W, Wb, b, xi, xv, ids, int n, i
     layout 0: row-major W (n_out, ld), op fwd_rows; 1: transposed W (n_in, ld), op fwd_cols.
     xi None: dense input of n_in values; ids None: outputs 0..n-1."""
     cdef slide_mat m
+    if not isinstance(b, np.ndarray) or b.ndim != 1:
+        raise TypeError("b must be a 1-D float32 array")
     cdef int n_out = b.shape[0]
+    _check_kernel_inputs(kernel, Wb, prefetch)
     _fill_mat(&m, W, Wb, b, layout, n_in, n_out, prefetch)
     _check_inputs(layout, n_in, n_out, xi, xv, ids, n, validate)
     z = np.zeros(max(n, 1), np.float32)
@@ -1270,15 +1291,20 @@ def op_forward(str kernel, int layout, int n_in, W, Wb, b, xi, xv, ids, int n, i
 def op_backward(str kernel, int layout, int n_in, W, Wb, gW, gb, xi, xv, ids, g, bint want_dx, bint validate=True):
     """One backward kernel call: accumulates into gW, gb (in place); returns dx (len(xv),) or None."""
     cdef slide_mat m
+    if not isinstance(gb, np.ndarray) or gb.ndim != 1:
+        raise TypeError("gb must be a 1-D float32 array")
     cdef int n_out = gb.shape[0]
+    _check_vector(gb, n_out, "gb")
+    _check_kernel_inputs(kernel, Wb, 0)
     b = np.zeros(n_out, np.float32)
     _fill_mat(&m, W, Wb, b, layout, n_in, n_out, 0)
-    if gW.shape != W.shape or gW.dtype != np.float32 or not gW.flags.c_contiguous:
+    if not isinstance(gW, np.ndarray) or gW.shape != W.shape or gW.dtype != np.float32 or not gW.flags.c_contiguous:
         raise ValueError("gW must be a contiguous float32 array shaped like W")
+    if not isinstance(g, np.ndarray) or g.ndim != 1:
+        raise TypeError("g must be a 1-D float32 array")
     cdef int n = g.shape[0]
+    _check_vector(g, n, "g")
     _check_inputs(layout, n_in, n_out, xi, xv, ids, n, validate)
-    if g.dtype != np.float32:
-        raise TypeError("g must be float32")
     dx = np.zeros(max(xv.shape[0], 1), np.float32) if want_dx else None
     cdef slide_any_fn fn = _lookup("bwd_rows" if layout == SLIDE_LAYOUT_ROWMAJOR else "bwd_cols", kernel)
     cdef const int32_t *pxi = _iptr(xi)
@@ -1300,9 +1326,14 @@ def op_backward(str kernel, int layout, int n_in, W, Wb, gW, gb, xi, xv, ids, g,
 def op_adam(str kernel, W, Wb, M, V, G, int cols, rows, double lr_t, double beta1=0.9, double beta2=0.999,
             double eps=1e-8, bint validate=True):
     """One Adam kernel call over `rows` (None: all) of the (R, ld) arrays, in place."""
+    for name, a in (("W", W), ("M", M), ("V", V), ("G", G)):
+        if not isinstance(a, np.ndarray):
+            raise TypeError(f"{name} must be a numpy array")
     for name, a in (("M", M), ("V", V), ("G", G)):
         if a.shape != W.shape or a.dtype != np.float32:
             raise ValueError(f"{name} must be float32 shaped like W")
+    if Wb is not None and not isinstance(Wb, np.ndarray):
+        raise TypeError("Wb must be a numpy array or None")
     if W.ndim != 2 or cols < 0 or cols > W.shape[1]:
         raise ValueError("W must be (rows, ld) with cols <= ld")
     _check_index(rows, W.shape[0], "rows", validate)

@@ -51,6 +51,8 @@ def _software_version() -> str:
 
 def save(path: str, net) -> None:
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise CheckpointError(f"{path}: is a directory (expected a checkpoint file path)")
     arrays = net.state_arrays()
     table, offset = [], 0
     for name, a in arrays.items():

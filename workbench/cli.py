@@ -10,8 +10,10 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
+import math
 import os
 import sys
 import time
@@ -119,6 +121,8 @@ def _read_toml(path: str) -> dict:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: invalid TOML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: invalid TOML: not UTF-8 (byte {e.start})") from None
     return doc
 
 
@@ -156,11 +160,18 @@ class Progress:
 
 
 def _write_json(path: str, obj: dict) -> None:
+    if os.path.isdir(path):
+        raise ConfigError(f"{path}: is a directory (expected a file path)")
     tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as fh:
-        json.dump(obj, fh, indent=2, default=str)
-        fh.write("\n")
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as fh:
+            json.dump(obj, fh, indent=2, default=str)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise ConfigError(f"{path}: cannot write: {e.strerror}") from None
 
 
 def _load_data(args, split: str, n: int | None):
@@ -173,7 +184,8 @@ def _load_data(args, split: str, n: int | None):
         ds = load_xc(path, cache=not args.no_cache)
         return ds.head(n) if n is not None and n < len(ds) else ds
     preset = synthetic.get_preset(args.preset)
-    return synthetic.generate(preset, split=split, seed=args.data_seed, n=n)
+    size = preset.n_points(split)
+    return synthetic.generate(preset, split=split, seed=args.data_seed, n=None if n is None else min(n, size))
 
 
 def _print_summary(title: str, rows: list[tuple[str, str]]) -> None:
@@ -220,6 +232,15 @@ def cmd_train(args) -> int:
         raise ConfigError("--train FILE needs --test FILE (or --no-eval)")
     if args.checkpoint_every is not None and (args.checkpoint_every <= 0 or not args.save):
         raise ConfigError("--checkpoint-every N needs N > 0 and --save PATH")
+    if args.epochs is not None and not (math.isfinite(args.epochs) and args.epochs > 0):
+        raise ConfigError(f"--epochs must be a finite number > 0, got {args.epochs}")
+    if args.max_samples is not None and args.max_samples < 1:
+        raise ConfigError(f"--max-samples must be >= 1, got {args.max_samples}")
+    if args.eval_samples is not None and args.eval_samples < 1:
+        raise ConfigError(f"--eval-samples must be >= 1, got {args.eval_samples}")
+    for path in (args.json, args.save):
+        if path and os.path.isdir(path):
+            raise ConfigError(f"{path}: is a directory (expected a file path)")
     if args.preset is None:
         args.preset = "amazon670k"
     epochs = args.epochs if args.epochs is not None else 1.0
@@ -680,7 +701,10 @@ def main(argv=None) -> int:
     from .resources import MemoryLimitError
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse printed its usage error (or --help/--version)
+        return e.code if isinstance(e.code, int) else EXIT_USER_ERROR
     try:
         return args.func(args)
     except (DataFormatError, ConfigError, CheckpointError, DataMismatchError, ValueError) as e:
