@@ -250,7 +250,8 @@ class Network:
         """{layer index: [arrays holding NaN or inf]} (a full scan)."""
         out = {}
         for layer in self.layers:
-            names = [n for n in ("W", "b", "mW", "vW") if not np.isfinite(layer.arrays[n]).all()]
+            names = [n for n in ("W", "b", "mW", "vW")
+                     if _core.count_nonfinite(layer.arrays[n], self.threads)]
             if names:
                 out[layer.index] = names
         return out

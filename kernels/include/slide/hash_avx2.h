@@ -73,7 +73,30 @@ SLIDE_THASH2 static void slide_hash_rows_avx2(const slide_hasher *hs, slide_hash
     float tb[1024 * 8] __attribute__((aligned(32))); /* 32 KiB */
     int32_t j = j0;
     for (; j + 8 <= j1; j += 8) {
-        for (int32_t c = 0; c < dim; c++)
+        int32_t c = 0;
+        for (; c + 8 <= dim; c += 8) { /* 8x8 transpose: rows j..j+7, columns c..c+7 */
+            __m256 r0 = _mm256_loadu_ps(w + (int64_t)(j + 0) * ld + c), r1 = _mm256_loadu_ps(w + (int64_t)(j + 1) * ld + c);
+            __m256 r2 = _mm256_loadu_ps(w + (int64_t)(j + 2) * ld + c), r3 = _mm256_loadu_ps(w + (int64_t)(j + 3) * ld + c);
+            __m256 r4 = _mm256_loadu_ps(w + (int64_t)(j + 4) * ld + c), r5 = _mm256_loadu_ps(w + (int64_t)(j + 5) * ld + c);
+            __m256 r6 = _mm256_loadu_ps(w + (int64_t)(j + 6) * ld + c), r7 = _mm256_loadu_ps(w + (int64_t)(j + 7) * ld + c);
+            const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+            const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+            const __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+            const __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+            const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+            const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+            const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+            const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+            _mm256_store_ps(tb + (c + 0) * 8, _mm256_permute2f128_ps(u0, u4, 0x20));
+            _mm256_store_ps(tb + (c + 1) * 8, _mm256_permute2f128_ps(u1, u5, 0x20));
+            _mm256_store_ps(tb + (c + 2) * 8, _mm256_permute2f128_ps(u2, u6, 0x20));
+            _mm256_store_ps(tb + (c + 3) * 8, _mm256_permute2f128_ps(u3, u7, 0x20));
+            _mm256_store_ps(tb + (c + 4) * 8, _mm256_permute2f128_ps(u0, u4, 0x31));
+            _mm256_store_ps(tb + (c + 5) * 8, _mm256_permute2f128_ps(u1, u5, 0x31));
+            _mm256_store_ps(tb + (c + 6) * 8, _mm256_permute2f128_ps(u2, u6, 0x31));
+            _mm256_store_ps(tb + (c + 7) * 8, _mm256_permute2f128_ps(u3, u7, 0x31));
+        }
+        for (; c < dim; c++)
             for (int r = 0; r < 8; r++) tb[c * 8 + r] = w[(int64_t)(j + r) * ld + c];
         const __m256 zero = _mm256_setzero_ps();
         int32_t argv[8] __attribute__((aligned(32)));
