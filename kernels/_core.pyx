@@ -169,6 +169,7 @@ cdef extern from "slide/registry.h" nogil:
         int32_t d
         int64_t ldh
         float *H
+        float *Hr
         float *acts[8]
         int32_t act_ld[8]
         int32_t *A
@@ -186,6 +187,7 @@ cdef extern from "slide/registry.h" nogil:
         slide_fwd_rows_fn fwd
         slide_bwd_rows_fn bwd
         int32_t bf16_rows
+        int32_t round_w
         int32_t prefetch
 
     int slide_batch_select(slide_net *net, slide_thread *th, slide_batch *bt, int32_t s, const int32_t *xi,
@@ -614,7 +616,8 @@ cdef class Engine:
 
     # ---- batched output layer -----------------------------------------------------
 
-    def setup_batch(self, int Bmax, int cap, str fwd_kernel, str bwd_kernel, int prefetch=4):
+    def setup_batch(self, int Bmax, int cap, str fwd_kernel, str bwd_kernel, int prefetch=4, bint round_inputs=False,
+                    bint round_weights=False):
         """Allocate the buffers of the batched output layer for batches of up to
         Bmax samples whose output active sets hold at most cap neurons."""
         self._check_ready(1)
@@ -641,6 +644,7 @@ cdef class Engine:
         self.bt.d = d
         self.bt.ldh = ldh
         self.bt.H = <float*>_ptr(arr(Bmax * ldh, np.float32), np.float32, "H")
+        self.bt.Hr = <float*>_ptr(arr(Bmax * ldh, np.float32), np.float32, "Hr") if round_inputs else NULL
         for l in range(last):
             w = self.net.layers[l].n_out
             self.bt.act_ld[l] = w
@@ -659,6 +663,7 @@ cdef class Engine:
         self.bt.fwd = <slide_fwd_rows_fn>_lookup("fwd_rows", fwd_kernel)
         self.bt.bwd = <slide_bwd_rows_fn>_lookup("bwd_rows", bwd_kernel)
         self.bt.bf16_rows = L.W.wb != NULL
+        self.bt.round_w = round_weights
         self.bt.prefetch = prefetch
         self.u_wbuf = <float*>_ptr(arr(T * ldh, np.float32), np.float32, "wbuf")
         self.u_gvec = <float*>_ptr(arr(T * ldh, np.float32), np.float32, "gvec")

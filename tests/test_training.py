@@ -166,7 +166,7 @@ def test_data_that_does_not_fit_is_rejected(tiny):
 
 
 @pytest.mark.parametrize("update", ["sparse", "dense"])
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "bf16act"])
 def test_batched_strategy_equals_hogwild_in_deterministic_mode(small, update, precision):
     """With one thread both strategies compute the same batch gradient and
     the same Adam step; only the fp32 summation order differs. In bf16 the

@@ -209,18 +209,19 @@ class Network:
         return "batched"
 
     def _union_kernels(self) -> tuple[str, str]:
-        """Kernels of the batched phases: fwd_rows applied to the batch's input
-        matrix (bf16 precisions: the bf16act kernel, whose products equal the
-        bf16 copy's), bwd_rows in fp32, both at the ISA chosen for the layer."""
+        """Kernels of the batched phases, at the ISAs chosen for the layer: the
+        f32 fwd_rows kernel applied to the batch's input matrix (for the bf16
+        precisions the inputs are rounded to bf16 once per sample and the
+        weight row comes from the bf16 copy or is rounded, so the fp32
+        products equal the bf16 kernels'), and bwd_rows in fp32."""
         have = {(k.op, k.dtype, k.isa) for k in variants.compiled_kernels()}
         fwd_isa = self.kernels["fwd_rows"].kernel.isa
         bwd_isa = self.kernels["bwd_rows"].kernel.isa
-        dtype = "f32" if self.config.precision == "fp32" else "bf16act"
-        if ("fwd_rows", dtype, fwd_isa) not in have:
+        if ("fwd_rows", "f32", fwd_isa) not in have:
             fwd_isa = "scalar"
         if ("bwd_rows", "f32", bwd_isa) not in have:
             bwd_isa = "scalar"
-        return f"{dtype}/{fwd_isa}", f"f32/{bwd_isa}"
+        return f"f32/{fwd_isa}", f"f32/{bwd_isa}"
 
     def _prepare_batch(self, data: Dataset) -> None:
         cfg = self.config
@@ -229,7 +230,9 @@ class Network:
         cap = min(out.n_out, max(cfg.L * cfg.bucket_size, cfg.top_k, cfg.min_active) + max_labels)
         if cap > self._batch_cap:
             fwd, bwd = self._union_kernels()
-            self.batch_bytes = self._engine.setup_batch(cfg.batch_size, cap, fwd, bwd)
+            self.batch_bytes = self._engine.setup_batch(cfg.batch_size, cap, fwd, bwd,
+                                                        round_inputs=cfg.precision != "fp32",
+                                                        round_weights=cfg.precision == "bf16act")
             self._batch_cap = cap
 
     # ---- LSH maintenance ----------------------------------------------------

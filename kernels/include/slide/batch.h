@@ -26,6 +26,8 @@
 #ifndef SLIDE_BATCH_H
 #define SLIDE_BATCH_H
 
+#include <emmintrin.h> /* SSE2: part of the x86-64 baseline */
+
 #include "engine.h"
 
 typedef struct {
@@ -34,6 +36,7 @@ typedef struct {
     int32_t d;      /* output layer input width */
     int64_t ldh;    /* row stride of H and dH */
     float *H;       /* B x ldh: the output layer's inputs */
+    float *Hr;      /* B x ldh: the same rounded to bf16 (bf16 precisions; NULL for fp32) */
     float *acts[SLIDE_MAX_LAYERS]; /* per hidden layer: B x width activations */
     int32_t act_ld[SLIDE_MAX_LAYERS];
     int32_t *A;     /* B x cap: active output ids, labels first */
@@ -53,6 +56,7 @@ typedef struct {
     slide_fwd_rows_fn fwd;
     slide_bwd_rows_fn bwd;
     int32_t bf16_rows; /* weights come from the bf16 copy (precision bf16) */
+    int32_t round_w;   /* forward rounds fp32 weights to bf16 (precision bf16act) */
     int32_t prefetch;  /* union rows ahead whose lines are prefetched (0: none) */
 } slide_batch;
 
@@ -81,6 +85,8 @@ static int slide_batch_select(slide_net *net, slide_thread *th, slide_batch *bt,
         memcpy(bt->acts[l] + (int64_t)s * bt->act_ld[l], th->val[l], (size_t)th->n[l] * sizeof(float));
     memcpy(bt->H + (int64_t)s * bt->ldh, last > 0 ? th->val[last - 1] : xv, (size_t)bt->d * sizeof(float));
     const float *hin = bt->H + (int64_t)s * bt->ldh;
+    if (bt->Hr) /* the forward products use bf16 activations: round once per sample, not once per row */
+        for (int32_t k = 0; k < bt->d; k++) bt->Hr[(int64_t)s * bt->ldh + k] = slide_round_bf16(hin[k]);
     const int32_t n = slide_select(net, th, last, NULL, hin, bt->d, labels, n_labels, &forced);
     const int32_t *ids = th->ids[last];
     memcpy(bt->A + (int64_t)s * bt->cap, ids, (size_t)n * sizeof(int32_t));
@@ -134,9 +140,9 @@ SLIDE_INLINE void slide_prefetch_span(const void *p, int64_t bytes) {
     for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(c + off);
 }
 
-SLIDE_INLINE slide_mat slide_batch_hmat(const slide_batch *bt) {
+SLIDE_INLINE slide_mat slide_batch_hmat(const slide_batch *bt, int rounded) {
     slide_mat m;
-    m.w = bt->H;
+    m.w = rounded && bt->Hr ? bt->Hr : bt->H;
     m.wb = NULL;
     m.b = bt->zero_b;
     m.ld = bt->ldh;
@@ -146,12 +152,33 @@ SLIDE_INLINE slide_mat slide_batch_hmat(const slide_batch *bt) {
     return m;
 }
 
-/* The weight row j as fp32 values: the master row, or the bf16 copy widened
- * into `buf` when the precision reads bf16 weights. */
-SLIDE_INLINE const float *slide_batch_wrow(const slide_layer *L, const slide_batch *bt, int32_t j, float *buf) {
-    if (!bt->bf16_rows) return L->W.w + (int64_t)j * L->W.ld;
+/* The weight row j as the fp32 values a phase multiplies with: the master
+ * row; the bf16 copy widened into `buf` (precision bf16); or, for the
+ * forward of precision bf16act, the master row rounded to bf16. */
+SLIDE_INLINE const float *slide_batch_wrow(const slide_layer *L, const slide_batch *bt, int32_t j, float *buf,
+                                           int forward) {
+    if (!bt->bf16_rows) {
+        const float *w = L->W.w + (int64_t)j * L->W.ld;
+        if (!(forward && bt->round_w)) return w;
+        int32_t k = 0;
+        const __m128i one = _mm_set1_epi32(1), half = _mm_set1_epi32(0x7fff), hi = _mm_set1_epi32((int)0xffff0000u);
+        for (; k + 4 <= bt->d; k += 4) { /* round to nearest even bf16 (finite weights) */
+            __m128i u = _mm_loadu_si128((const __m128i *)(w + k));
+            u = _mm_add_epi32(u, _mm_add_epi32(half, _mm_and_si128(_mm_srli_epi32(u, 16), one)));
+            _mm_storeu_si128((__m128i *)(buf + k), _mm_and_si128(u, hi));
+        }
+        for (; k < bt->d; k++) buf[k] = slide_round_bf16(w[k]);
+        return buf;
+    }
     const bf16_t *w = L->W.wb + (int64_t)j * L->W.ld;
-    for (int32_t k = 0; k < bt->d; k++) buf[k] = slide_bf16_to_f32(w[k]);
+    int32_t k = 0;
+    const __m128i zero = _mm_setzero_si128();
+    for (; k + 8 <= bt->d; k += 8) { /* widen 8 bf16: each becomes the high half of an fp32 */
+        const __m128i h = _mm_loadu_si128((const __m128i *)(w + k));
+        _mm_storeu_si128((__m128i *)(buf + k), _mm_unpacklo_epi16(zero, h));
+        _mm_storeu_si128((__m128i *)(buf + k + 4), _mm_unpackhi_epi16(zero, h));
+    }
+    for (; k < bt->d; k++) buf[k] = slide_bf16_to_f32(w[k]);
     return buf;
 }
 
@@ -159,7 +186,7 @@ SLIDE_INLINE const float *slide_batch_wrow(const slide_layer *L, const slide_bat
 static void slide_batch_forward(const slide_net *net, slide_batch *bt, int32_t r0, int32_t r1, float *wbuf,
                                 int32_t *sids, float *zs) {
     const slide_layer *L = &net->layers[net->n_layers - 1];
-    const slide_mat hm = slide_batch_hmat(bt);
+    const slide_mat hm = slide_batch_hmat(bt, 1);
     for (int32_t r = r0; r < r1; r++) {
         const int32_t j = bt->urows[r], e0 = bt->uoff[r], n = bt->uoff[r + 1] - e0;
         if (bt->prefetch && r + bt->prefetch < r1) {
@@ -170,7 +197,7 @@ static void slide_batch_forward(const slide_net *net, slide_batch *bt, int32_t r
                 slide_prefetch_span(L->W.w + o, (int64_t)bt->d * 4);
         }
         for (int32_t i = 0; i < n; i++) sids[i] = bt->es[e0 + i];
-        const float *x = slide_batch_wrow(L, bt, j, wbuf);
+        const float *x = slide_batch_wrow(L, bt, j, wbuf, 1);
         bt->fwd(&hm, NULL, x, bt->d, sids, n, zs);
         const float bj = L->W.b[j];
         for (int32_t i = 0; i < n; i++) bt->Z[(int64_t)sids[i] * bt->cap + bt->ep[e0 + i]] = zs[i] + bj;
@@ -211,7 +238,7 @@ static void slide_batch_backward_adam(slide_net *net, slide_batch *bt, int32_t r
                                       float *wbuf, float *gvec, int32_t *sids, float *gs, float *gbs,
                                       const slide_adam_params *p, int dense_update, int32_t batch) {
     slide_layer *L = &net->layers[net->n_layers - 1];
-    const slide_mat hm = slide_batch_hmat(bt);
+    const slide_mat hm = slide_batch_hmat(bt, 0);
     const int64_t ld = L->W.ld;
     for (int32_t r = r0; r < r1; r++) {
         const int32_t j = bt->urows[r], e0 = bt->uoff[r], n = bt->uoff[r + 1] - e0;
@@ -232,7 +259,7 @@ static void slide_batch_backward_adam(slide_net *net, slide_batch *bt, int32_t r
             gs[i] = bt->Z[(int64_t)sids[i] * bt->cap + bt->ep[e0 + i]];
             gb += gs[i];
         }
-        const float *x = slide_batch_wrow(L, bt, j, wbuf);
+        const float *x = slide_batch_wrow(L, bt, j, wbuf, 0);
         /* dx of this call is the weight row's gradient; its "gW" is dH */
         bt->bwd(&hm, dH, gbs, NULL, x, bt->d, sids, gs, n, gvec);
         L->adam(L->W.w + j * ld, L->W.wb ? L->W.wb + j * ld : NULL, L->mW + j * ld, L->vW + j * ld, gvec, ld,
