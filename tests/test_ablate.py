@@ -131,7 +131,10 @@ def test_records_have_the_measurements(tiny_run):
         assert 0 <= r["recall"] <= 1 and r["recall_samples"] == 50 and "exact top-5" in r["recall_definition"]
         assert r["mean_active"] > 0 and 0 <= r["label_recall"] <= 1
         assert r["peak_rss_bytes"] > 0 and r["memory"]["placement"] == "aligned"
-        assert r["bytes_per_sample"] > 0 and set(r["bytes_per_sample_phases"]) >= {"output_forward", "output_adam"}
+        # batched strategy: union rows read by the forward pass and by the fused backward+Adam (no gradient buffer)
+        ph = r["bytes_per_sample_phases"]
+        assert r["bytes_per_sample"] > 0 and set(ph) >= {"output_forward", "output_backward_adam"}
+        assert "output_adam" not in ph and "fused" in ph["output_adam_rows_source"]
         sources = {m["source"] for m in r["cache"]}
         assert "model" in sources and "sim" not in sources  # sim only with --sim
         assert all(m["source"] in ("model", "hw") for m in r["cache"])

@@ -82,6 +82,11 @@ def test_model_adam_per_sample():
     # W, M, V, G: 10 rows x 128 floats read and written; rows index array read; per 5 samples
     assert v["bytes_written"] == 4 * 10 * 128 * 4 / 5
     assert v["bytes_read"] == (4 * 10 * 128 * 4 + 40) / 5
+    # the batched strategy's fused backward+Adam: W, M, V only, no gradient buffer
+    fused = cache.by_metric(cache.model_access("adam", 0, "f32", n_in=128, n_out=1000,
+                                               ids=np.arange(10, dtype=np.int32), grad_buffer=False))
+    assert fused["bytes_written"] == 3 * 10 * 128 * 4
+    assert fused["bytes_read"] == 3 * 10 * 128 * 4 + 40
 
 
 # ---- hw ----------------------------------------------------------------------------------

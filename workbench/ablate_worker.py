@@ -194,19 +194,36 @@ def _model_cache(st: _State, mean_active: float, union_rows: float | None) -> tu
     for m in fwd:
         m["detail"]["what"] = (f"output layer forward kernel, one sample, {n_act} active neurons (the point's mean "
                                f"active-set size; random ids), {out.layout}, {dt_fwd}")
-    phases = {"output_forward": cache.by_metric(fwd)["bytes_moved"]}
-    bwd = cache.model_access("backward", lay, dt_bwd, ids=ids, want_dx=len(net.layers) > 1, **kw)
-    phases["output_backward"] = cache.by_metric(bwd)["bytes_moved"]
     B = cfg.batch_size
+    batched = getattr(net, "strategy", None) == "batched" and bool(union_rows) and out.lsh
+    if batched:
+        # the batched strategy reads each row of the batch's union once for the forward pass and once
+        # in the fused backward+Adam (W, M, V read and written, no gradient buffer); per (sample, row)
+        # pair it writes a logit, which softmax reads and rewrites and the backward reads (12 B), and
+        # reads its inverted-index entry twice (8 B)
+        n_union = max(1, min(out.n_out, int(round(union_rows))))
+        uids = np.sort(rng.choice(out.n_out, n_union, replace=False))
+        ufwd = cache.model_access("forward", 0, dt_fwd, ids=uids, **kw)
+        phases = {"output_forward": cache.by_metric(ufwd)["bytes_moved"] / B + 20.0 * n_act}
+        probe = min(1000, out.n_out)
+        adam = cache.model_access("adam", 0, "f32", n_in=out.n_in, n_out=probe, ids=np.arange(probe),
+                                  adam_bf16_copy=cfg.precision == "bf16", grad_buffer=False)
+        phases["output_backward_adam"] = cache.by_metric(adam)["bytes_moved"] / probe * n_union / B
+        upd_rows = n_union
+    else:
+        phases = {"output_forward": cache.by_metric(fwd)["bytes_moved"]}
+        bwd = cache.model_access("backward", lay, dt_bwd, ids=ids, want_dx=len(net.layers) > 1, **kw)
+        phases["output_backward"] = cache.by_metric(bwd)["bytes_moved"]
     # rows Adam updates per batch: the union of active rows (measured when batched, else the expected number
     # of distinct rows among B draws of n_act); dense update: every row
-    rows_out = out.n_out if cfg.update == "dense" else (
-        union_rows if union_rows else out.n_out * (1 - (1 - n_act / out.n_out) ** B))
-    probe = min(1000, out.n_out if lay == 0 else out.n_in)
-    adam = cache.model_access("adam", 0, "f32", n_in=out.n_in if lay == 0 else out.n_out, n_out=probe,
-                              ids=np.arange(probe), adam_bf16_copy=cfg.precision == "bf16", samples_per_call=1)
-    upd_rows = rows_out if lay == 0 else out.n_in
-    phases["output_adam"] = cache.by_metric(adam)["bytes_moved"] / probe * upd_rows / B
+    if not batched:
+        rows_out = out.n_out if cfg.update == "dense" else (
+            union_rows if union_rows else out.n_out * (1 - (1 - n_act / out.n_out) ** B))
+        probe = min(1000, out.n_out if lay == 0 else out.n_in)
+        adam = cache.model_access("adam", 0, "f32", n_in=out.n_in if lay == 0 else out.n_out, n_out=probe,
+                                  ids=np.arange(probe), adam_bf16_copy=cfg.precision == "bf16", samples_per_call=1)
+        upd_rows = rows_out if lay == 0 else out.n_in
+        phases["output_adam"] = cache.by_metric(adam)["bytes_moved"] / probe * upd_rows / B
     # input layer: the first training samples' features (the real sparsity)
     tr = st.train
     a, b = int(tr.indptr[0]), int(tr.indptr[1])
@@ -226,7 +243,9 @@ def _model_cache(st: _State, mean_active: float, union_rows: float | None) -> tu
         phases["input_adam"] = cache.by_metric(ad0)["bytes_moved"] / probe0 * rows_in / B
     total = float(sum(phases.values()))
     phases["output_adam_rows_per_batch"] = float(upd_rows)
-    phases["output_adam_rows_source"] = ("every row (dense update)" if cfg.update == "dense" else
+    phases["output_adam_rows_source"] = ("measured union of active rows, fused backward+Adam (batched strategy)"
+                                         if batched else
+                                         "every row (dense update)" if cfg.update == "dense" else
                                          "measured union of active rows" if union_rows else
                                          "expected distinct rows among batch_size draws of the active-set size")
     return fwd, total, phases

@@ -826,8 +826,14 @@ LINE = 64
 PAGE_4K = 4096
 PAGE_2M = 2 << 20
 # Documented assumptions for the dTLB reach (typical x86 server cores):
-TLB_ASSUMPTIONS = {"4k_entries": 64 + 2048, "4k_note": "64-entry L1 dTLB + 2048-entry STLB",
-                   "2m_entries": 32, "2m_note": "32 L1 dTLB entries for 2 MiB pages (STLB share not counted)"}
+# Reach of the data TLBs, both levels, per page size. The second-level TLB holds
+# 4 KiB and 2 MiB translations alike on Skylake and later (1,536 entries) and on
+# Zen 2/3 (2,048), so both page sizes count it; a CPU whose STLB is 4 KiB-only
+# (Haswell and older) has less 2 MiB reach. Pass `tlb=` to model another CPU.
+TLB_ASSUMPTIONS = {"4k_entries": 64 + 2048, "4k_note": "64-entry L1 dTLB + 2048-entry second-level TLB",
+                   "2m_entries": 32 + 2048,
+                   "2m_note": "32 L1 dTLB entries for 2 MiB pages + the 2048-entry second-level TLB, "
+                              "which also holds 2 MiB entries (Zen 2+, Skylake+)"}
 _ESIZE = {"f32": 4, "bf16act": 4, "bf16": 2}
 
 
@@ -880,8 +886,8 @@ class _Acc:
 
 def model_access(op: str = "forward", layout: int = 0, dtype: str = "f32", *, n_in: int, n_out: int,
                  ld: int | None = None, ids=None, n_active: int | None = None, xi=None, want_dx: bool = True,
-                 adam_bf16_copy: bool = False, samples_per_call: float = 1.0, placement: str = "default",
-                 tlb: dict | None = None) -> list:
+                 adam_bf16_copy: bool = False, grad_buffer: bool = True, samples_per_call: float = 1.0,
+                 placement: str = "default", tlb: dict | None = None) -> list:
     """Bytes, lines and pages one kernel call touches, from the kernels' access pattern.
 
     op: forward / backward / adam (as kernels._core.op_*); layout 0 row-major W
@@ -898,7 +904,9 @@ def model_access(op: str = "forward", layout: int = 0, dtype: str = "f32", *, n_
     L1 misses that ignores capacity and conflict misses and prefetching.
     Backward counts W as read only when want_dx (the scalar transposed kernel
     reads it anyway). Adam updates the rows `ids` of a row-major matrix (width
-    n_in) or the rows `xi` of a transposed one (width n_out).
+    n_in) or the rows `xi` of a transposed one (width n_out); it reads and
+    clears a gradient buffer G unless grad_buffer=False (the batched
+    strategy's fused backward+Adam, whose gradient row never leaves registers).
     The dTLB verdict uses TLB_ASSUMPTIONS (or `tlb`) for the page size of
     `placement` (2 MiB for 'hugepage', else 4 KiB)."""
     if op not in ("forward", "backward", "adam"):
@@ -949,7 +957,7 @@ def model_access(op: str = "forward", layout: int = 0, dtype: str = "f32", *, n_
     else:
         upd_rows = act if layout == 0 else feat
         width = np.arange(cols, dtype=np.int64)
-        for name in ("W", "M", "V", "G"):
+        for name in ("W", "M", "V", "G") if grad_buffer else ("W", "M", "V"):
             arrays.append(_Acc(name, 4).grid(upd_rows, width, ld, read=True, written=True))
         if adam_bf16_copy:
             arrays.append(_Acc("Wb", 2).grid(upd_rows, width, ld, read=False, written=True))

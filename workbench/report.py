@@ -296,6 +296,18 @@ def _headline(doc: _Doc, records: list, bw, bw_src) -> None:
           f"bandwidth measured by the triad in this run ({_fmt(bw) + ' GB/s, ' + bw_src if bw else bw_src}).")
     doc.table(["variant", "samples/s median [min–max]", "speedup vs scalar", "P@1", "bytes/sample", "GB/s",
                "% of triad"], headline_rows(records, bw))
+    short = [r for r in records if _short_of_rehash(r)]
+    if short:
+        doc.note(f"{len(short)} record(s) timed rounds of fewer samples than the rehash interval "
+                 f"({short[0].get('samples_per_round')} < {short[0]['config']['rehash']}): hash-table maintenance "
+                 "is mostly outside the timed rounds, so their samples/s leave it out. Use rounds of at least "
+                 "`rehash` samples (`[run] samples`) for end-to-end figures.")
+
+
+def _short_of_rehash(r: dict) -> bool:
+    cfg = r.get("config") if isinstance(r.get("config"), dict) else {}
+    rehash, n = plots._num(cfg.get("rehash")), plots._num(r.get("samples_per_round"))
+    return r.get("engine", "slide") == "slide" and bool(rehash) and n is not None and n < rehash
 
 
 def _phases(doc: _Doc, records: list) -> None:
