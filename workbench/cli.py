@@ -683,7 +683,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--samples", type=int, default=20_000, help="training samples per method (default 20000)")
     c.add_argument("--points", type=int, default=8, help="evaluations along the way (default 8)")
     c.add_argument("--eval-samples", type=int, default=1000, help="test points per evaluation (default 1000)")
-    c.add_argument("--methods", default="slide,dense,sampled", help="comma-separated: slide, dense, sampled")
+    c.add_argument("--methods", default="slide,dense,sampled",
+                   help="comma-separated: slide, dense, sampled, torch_dense, torch_sampled (PyTorch)")
     c.add_argument("--threads", type=int, default=None, help="threads of every method (default: all)")
     c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a config value for every method (e.g. lr=1e-3, batch_size=256; repeatable)")
