@@ -315,6 +315,35 @@ def count_nonfinite(a, int n_threads=1):
     return int(bad)
 
 
+cdef extern from "slide/triad.h" nogil:
+    void slide_triad_f64(double *a, const double *b, const double *c, double s, int64_t n)
+
+
+def stream_triad(double[::1] a not None, const double[::1] b not None, const double[::1] c not None, double s,
+                 int n_threads=1):
+    """a = b + s * c in one pass (STREAM's triad), split into n_threads equal
+    contiguous slices run by as many OpenMP threads. Returns the wall-clock
+    seconds of the call."""
+    cdef int64_t n = a.shape[0]
+    if b.shape[0] != n or c.shape[0] != n:
+        raise ValueError(f"triad arrays differ in length: a {n}, b {b.shape[0]}, c {c.shape[0]}")
+    if n_threads < 1:
+        raise ValueError(f"n_threads must be >= 1, got {n_threads}")
+    if n == 0:
+        return 0.0
+    cdef int T = n_threads, t
+    cdef int64_t lo, hi
+    cdef double t0, t1
+    t0 = openmp.omp_get_wtime()
+    with nogil, parallel(num_threads=T):
+        for t in prange(T, schedule="static", chunksize=1):
+            lo = n * t // T
+            hi = n * (t + 1) // T
+            slide_triad_f64(&a[0] + lo, &b[0] + lo, &c[0] + lo, s, hi - lo)
+    t1 = openmp.omp_get_wtime()
+    return t1 - t0
+
+
 def omp_max_threads():
     """OpenMP's default team size in this process (OMP_NUM_THREADS or the cores)."""
     return openmp.omp_get_max_threads()

@@ -156,12 +156,35 @@ def test_page_faults_confirm_huge_pages():
 
 
 def test_triad_bandwidth_has_provenance():
+    # the C triad (one pass) counts STREAM's 24 B per element
     r = cache.triad_bandwidth(n_bytes=24 << 20, repeat=2)
     _check_record(r, "hw")
     d = r["detail"]
-    assert r["unit"] == "GB/s" and r["value"] > 0
-    assert d["bytes_counted"] == 5 * 8 * d["n_elements"]
-    assert d["stream_convention_gbps"] < r["value"] < d["with_write_allocate_gbps"]
+    assert r["unit"] == "GB/s" and r["value"] > 0 and d["method"].startswith("C triad")
+    assert d["bytes_counted"] == 3 * 8 * d["n_elements"] and d["threads"] == 1
+    assert d["stream_convention_gbps"] == r["value"] < d["with_write_allocate_gbps"]
+    # two threads on halves of the same arrays
+    r2 = cache.triad_bandwidth(n_bytes=24 << 20, repeat=2, threads=2)
+    assert r2["detail"]["threads"] == 2 and r2["value"] > 0
+    # numpy's two passes move 40 B per element
+    rn = cache.triad_bandwidth(n_bytes=24 << 20, repeat=2, method="numpy")
+    dn = rn["detail"]
+    assert dn["bytes_counted"] == 5 * 8 * dn["n_elements"]
+    assert dn["stream_convention_gbps"] < rn["value"] < dn["with_write_allocate_gbps"]
+
+
+def test_stream_triad_computes_and_checks_lengths():
+    from kernels import _core
+
+    b, c = np.arange(10.0), np.full(10, 2.0)
+    for t in (1, 3, 16):  # more threads than elements works too
+        a = np.zeros(10)
+        assert _core.stream_triad(a, b, c, 0.5, t) >= 0
+        np.testing.assert_array_equal(a, b + 0.5 * c)
+    with pytest.raises(ValueError, match="differ in length"):
+        _core.stream_triad(np.zeros(9), b, c, 1.0, 1)
+    with pytest.raises(ValueError, match="n_threads"):
+        _core.stream_triad(np.zeros(10), b, c, 1.0, 0)
 
 
 # ---- sim ---------------------------------------------------------------------------------

@@ -75,8 +75,8 @@ def test_report_files_tables_and_figures(tmp_path):
     md = (tmp_path / "report.md").read_text()
     html = (tmp_path / "report.html").read_text()
     # headline rows: variant, median [min-max], speedup over scalar, P@1, bytes, GB/s, % of triad
-    assert "| fwd_rows/f32/scalar/rowmajor | 400 [360–420] | ×1.00 | 0.31 | 1,600,000 | 0.64 | 3.2% |" in md
-    assert "| fwd_rows/f32/avx2/rowmajor | 1,100 [990–1,155] | ×2.75 | 0.32 | 1,600,000 | 1.76 | 8.8% |" in md
+    assert "| fwd_rows/f32/scalar/rowmajor | 400 [360–420] | ×1.00 | 0.31 | 1,600,000 | 0.64 | 3.2% of 20 |" in md
+    assert "| fwd_rows/f32/avx2/rowmajor | 1,100 [990–1,155] | ×2.75 | 0.32 | 1,600,000 | 1.76 | 8.8% of 20 |" in md
     # the transposed avx2 record is compared with the scalar record of the same precision/threads
     assert "| fwd_cols/f32/avx2/transposed | 300 [280–310] | ×0.75 |" in md
     assert "| partial | – | – |" in md
@@ -141,3 +141,15 @@ def test_cache_panels_never_mix_sources(tmp_path):
     assert paths.panels == ["sim", "model"]  # one axes per source, in this order
     assert np.isclose(plots.speedup(recs[1], recs), 1100 / 400)
     assert plots.scalar_baseline(recs[3], recs) is recs[0]
+
+
+def test_roof_per_thread_count():
+    # a record is compared with the triad measured at its own thread count; without one, the run's figure
+    by = {"1": {"value": 10.0}, "2": {"value": 40.0}}
+    assert report.triad_for({"threads": 2}, 20.0, by) == 40.0
+    assert report.triad_for({"threads": 1}, 20.0, by) == 10.0
+    assert report.triad_for({"threads": 4}, 20.0, by) == 20.0
+    assert report.triad_for({"threads": 2}, 20.0, None) == 20.0
+    rows = report.headline_rows([{"variant": "v", "samples_per_s": 1000, "bytes_per_sample": 1e7, "threads": 2}],
+                                20.0, by)
+    assert rows[0][-1] == "25.0% of 40"

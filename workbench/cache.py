@@ -1007,18 +1007,31 @@ def _llc_bytes() -> int:
         return 32 << 20
 
 
-def triad_bandwidth(n_bytes: int | None = None, threads: int = 1, repeat: int = 5) -> dict:
-    """Memory bandwidth in GB/s (1e9 B/s) from a triad a = b + s*c over float64 arrays.
+def triad_bandwidth(n_bytes: int | None = None, threads: int = 1, repeat: int = 5, method: str = "auto") -> dict:
+    """Memory bandwidth in GB/s (1e9 B/s) from a STREAM triad a = b + s*c over float64 arrays.
 
     n_bytes: the footprint of the three arrays together (default 3 x max(4 x LLC,
-    32 MiB): far out of cache). threads: Python threads each running the triad
-    on its own slice (numpy releases the GIL in the ufunc loops). numpy does it
-    in two passes, np.multiply(c, s, out=a) then np.add(a, b, out=a), which
-    read c, write a, read a and b, write a: 5 x 8 bytes per element, the
-    counted bytes (value). detail also gives the STREAM convention (3 x 8:
-    what one fused loop would move) and the count with the write-allocate read
-    of a in the first pass (6 x 8). Best of `repeat` (as STREAM), median too."""
+    32 MiB): far out of cache). threads: how many threads share the arrays, each
+    on its own contiguous slice. method "c" (the default where the extension is
+    built): one fused pass in C (kernels._core.stream_triad, SSE2, OpenMP
+    threads); the value counts STREAM's 3 x 8 bytes per element, detail adds the
+    write-allocate read of a (4 x 8). method "numpy": np.multiply(c, s, out=a)
+    then np.add(a, b, out=a) in Python threads, which reads c, writes a, reads a
+    and b and writes a: the value counts those 5 x 8 bytes. Best of `repeat`
+    (as STREAM), median too."""
     threads = max(1, int(threads))
+    if method not in ("auto", "c", "numpy"):
+        raise ValueError("method must be auto, c or numpy")
+    core = None
+    if method in ("auto", "c"):
+        try:
+            from kernels import _core as core
+            if not hasattr(core, "stream_triad"):
+                core = None
+        except ImportError:
+            core = None
+        if core is None and method == "c":
+            raise RuntimeError("the C triad needs the built extension (kernels._core.stream_triad)")
     if n_bytes is None:
         n_bytes = 3 * max(4 * _llc_bytes(), 32 << 20)
     n = max(threads * 1024, int(n_bytes) // 24)
@@ -1036,7 +1049,9 @@ def triad_bandwidth(n_bytes: int | None = None, threads: int = 1, repeat: int = 
 
     times = []
     for _ in range(max(1, repeat) + 1):  # the first pass is a warm-up
-        if threads == 1:
+        if core is not None:
+            times.append(core.stream_triad(a, b, c, s, threads))
+        elif threads == 1:
             t0 = time.perf_counter()
             part(0)
             times.append(time.perf_counter() - t0)
@@ -1054,12 +1069,20 @@ def triad_bandwidth(n_bytes: int | None = None, threads: int = 1, repeat: int = 
     if not np.allclose(a[:: max(1, n // 1000)], 7.0):
         raise RuntimeError("triad produced wrong values")
     best, med = min(times), statistics.median(times)
-    counted = 5 * 8 * n
-    detail = {"method": "numpy two-pass triad: np.multiply(c, s, out=a); np.add(a, b, out=a)",
-              "bytes_counted": counted, "bytes_formula": "5 x 8 B x n (read c, write a, read a, read b, write a)",
-              "n_elements": n, "footprint_bytes": 3 * 8 * n, "threads": threads, "repeat": len(times),
-              "seconds": times, "best_gbps": counted / best / 1e9, "median_gbps": counted / med / 1e9,
-              "stream_convention_gbps": 3 * 8 * n / best / 1e9,
-              "with_write_allocate_gbps": 6 * 8 * n / best / 1e9,
-              "provenance": "measured on this machine; numpy (no C triad in kernels._core yet)"}
+    common = {"n_elements": n, "footprint_bytes": 3 * 8 * n, "threads": threads, "repeat": len(times),
+              "seconds": times, "provenance": "measured on this machine"}
+    if core is not None:
+        counted = 3 * 8 * n
+        detail = dict(common, method="C triad, one pass: a[i] = b[i] + s * c[i] (kernels._core.stream_triad, "
+                                     "SSE2, OpenMP threads on contiguous slices)",
+                      bytes_counted=counted, bytes_formula="3 x 8 B x n (STREAM convention: read b, read c, write a)",
+                      best_gbps=counted / best / 1e9, median_gbps=counted / med / 1e9,
+                      stream_convention_gbps=counted / best / 1e9, with_write_allocate_gbps=4 * 8 * n / best / 1e9)
+    else:
+        counted = 5 * 8 * n
+        detail = dict(common, method="numpy two-pass triad: np.multiply(c, s, out=a); np.add(a, b, out=a)",
+                      bytes_counted=counted,
+                      bytes_formula="5 x 8 B x n (read c, write a, read a, read b, write a)",
+                      best_gbps=counted / best / 1e9, median_gbps=counted / med / 1e9,
+                      stream_convention_gbps=3 * 8 * n / best / 1e9, with_write_allocate_gbps=6 * 8 * n / best / 1e9)
     return _rec("triad_bandwidth", counted / best / 1e9, "hw", "second", detail, "GB/s")

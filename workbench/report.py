@@ -275,27 +275,39 @@ def _grid_section(doc: _Doc, grid) -> None:
         doc.code(json.dumps(grid, indent=1)[:4000])
 
 
-def headline_rows(records: list, bw) -> list:
+def triad_for(r: dict, bw, by_threads: dict | None):
+    """The triad bandwidth to compare record r with: the one measured with r's
+    thread count when the run has it, else the run's single figure."""
+    t = (by_threads or {}).get(str(r.get("threads")))
+    v = plots._num(t.get("value")) if isinstance(t, dict) else None
+    return v or bw
+
+
+def headline_rows(records: list, bw, by_threads: dict | None = None) -> list:
     rows = []
     for r in records:
         s = plots.speedup(r, records)
         bps, sps = plots._num(r.get("bytes_per_sample")), plots._num(r.get("samples_per_s"))
         gbs = bps * sps / 1e9 if bps and sps else None
+        roof = triad_for(r, bw, by_threads)
         rows.append((plots._label(r), _sps(r), f"×{s:.2f}" if s is not None else "–", _fmt(r.get("p_at_1"), 4),
-                     _fmt(bps), _fmt(gbs), f"{100 * gbs / bw:.1f}%" if gbs and bw else "–"))
+                     _fmt(bps), _fmt(gbs), f"{100 * gbs / roof:.1f}% of {_fmt(roof)}" if gbs and roof else "–"))
     return rows
 
 
-def _headline(doc: _Doc, records: list, bw, bw_src) -> None:
+def _headline(doc: _Doc, records: list, bw, bw_src, by_threads: dict | None = None) -> None:
     doc.h(2, "Headline")
     if not records:
         doc.note("No records in the results.")
         return
     doc.p("samples/s: median [min–max] of the run's repeats; speedup: over the scalar record with the same "
           "precision, layout, placement and threads; GB/s = bytes/sample × samples/s; % of triad: of the memory "
-          f"bandwidth measured by the triad in this run ({_fmt(bw) + ' GB/s, ' + bw_src if bw else bw_src}).")
+          f"bandwidth measured by the triad in this run ({_fmt(bw) + ' GB/s, ' + bw_src if bw else bw_src})"
+          + (", with the record's own thread count (" + ", ".join(
+              f"{k} thread(s): {_fmt(v.get('value'))} GB/s" for k, v in sorted(by_threads.items())
+              if isinstance(v, dict)) + ")" if by_threads else "") + ".")
     doc.table(["variant", "samples/s median [min–max]", "speedup vs scalar", "P@1", "bytes/sample", "GB/s",
-               "% of triad"], headline_rows(records, bw))
+               "% of triad (GB/s)"], headline_rows(records, bw, by_threads))
     short = [r for r in records if _short_of_rehash(r)]
     if short:
         doc.note(f"{len(short)} record(s) timed rounds of fewer samples than the rehash interval "
@@ -414,7 +426,7 @@ def write_report(results_dir: str, out: str | None = None) -> str:
           + (f", {len(baselines)} baseline(s)" if baselines else "") + ".")
     _runtime_section(doc, res.get("runtime"))
     _grid_section(doc, res.get("grid"))
-    _headline(doc, records, bw, bw_src)
+    _headline(doc, records, bw, bw_src, res.get("triad_by_threads"))
     _phases(doc, records)
     _cache_table(doc, records)
     _baselines(doc, baselines)
