@@ -293,3 +293,11 @@ def test_flatten_record_round_trips_through_the_report_reader(tmp_path):
               "cache"):
         assert back[k] == rec[k], k
     assert back.get("isa") is None
+
+
+def test_shipped_grids_parse():
+    # the grids in bench/grids behind the figures the README quotes
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench", "grids")
+    sizes = {name: len(ablate.Grid.from_toml(os.path.join(root, name)).points())
+             for name in sorted(os.listdir(root)) if name.endswith(".toml")}
+    assert sizes == {"kernels.toml": 16, "scalar.toml": 4, "speed.toml": 16}
