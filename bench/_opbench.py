@@ -57,6 +57,16 @@ def shape() -> dict:
     return SHAPES[SCALE]
 
 
+def output_group(op: str, sh: dict) -> str:
+    """Benchmark group of an output-layer op (forward/backward) at shape sh."""
+    return f"{op}/output {sh['active']:,} of {sh['n_labels']:,}x{sh['hidden']}"
+
+
+def input_group(op: str, sh: dict) -> str:
+    """Benchmark group of the sparse-input first layer's op at shape sh."""
+    return f"{op}/input {sh['nnz']} nnz of {sh['n_features']:,}x{sh['hidden']}"
+
+
 def ld(cols: int) -> int:
     return -(-cols // ROW_ALIGN) * ROW_ALIGN
 

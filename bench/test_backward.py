@@ -15,8 +15,8 @@ Groups:
 
 import numpy as np
 import pytest
-from _opbench import (Cycle, Matrices, dtype_of, id_pool, kernel_params, model_bytes, record, run, shape,
-                      sparse_input, unvalidated_kw, validation_seconds)
+from _opbench import (Cycle, Matrices, dtype_of, id_pool, input_group, kernel_params, model_bytes, output_group,
+                      record, run, shape, sparse_input, unvalidated_kw, validation_seconds)
 
 from kernels import _core
 
@@ -24,14 +24,6 @@ from kernels import _core
 @pytest.fixture(scope="module")
 def mats():
     return Matrices()
-
-
-def _out_group(sh):
-    return f"backward/output {sh['active']:,} of {sh['n_labels']:,}x{sh['hidden']}"
-
-
-def _in_group(sh):
-    return f"backward/input {sh['nnz']} nnz of {sh['n_features']:,}x{sh['hidden']}"
 
 
 def _output_backward(benchmark, mats, triad, kernel, layout, placement):
@@ -57,8 +49,9 @@ def _output_backward(benchmark, mats, triad, kernel, layout, placement):
     def target(ids, g):
         _core.op_backward(kernel, layout, H, W, Wb, gW, gb, None, x, ids, g, True, **kw)
 
-    run(benchmark, target, setup, _out_group(sh))
-    record(benchmark, op="bwd_rows" if layout == 0 else "bwd_cols", kernel=kernel, shape_name=_out_group(sh),
+    group = output_group("backward", sh)
+    run(benchmark, target, setup, group)
+    record(benchmark, op="bwd_rows" if layout == 0 else "bwd_cols", kernel=kernel, shape_name=group,
            bytes_per_call=model_bytes("backward", layout, dtype_of(kernel), n_in=H, n_out=n_out, ids=pool[0],
                                       want_dx=True),
            rows_per_call=n, triad=triad, validation_s=validation_seconds(pool[0]), validated=not kw,
@@ -99,8 +92,9 @@ def _input_backward(benchmark, mats, triad, kernel, layout):
     def target(xi, xv):
         _core.op_backward(kernel, layout, nf, W, Wb, gW, gb, xi, xv, None, g, False, **kw)
 
-    run(benchmark, target, setup, _in_group(sh))
-    record(benchmark, op="bwd_rows" if layout == 0 else "bwd_cols", kernel=kernel, shape_name=_in_group(sh),
+    group = input_group("backward", sh)
+    run(benchmark, target, setup, group)
+    record(benchmark, op="bwd_rows" if layout == 0 else "bwd_cols", kernel=kernel, shape_name=group,
            bytes_per_call=model_bytes("backward", layout, dtype_of(kernel), n_in=nf, n_out=H, xi=inputs[0][0],
                                       n_active=H, want_dx=False),
            rows_per_call=nnz if layout == 1 else H, triad=triad, validation_s=validation_seconds(inputs[0][0]),

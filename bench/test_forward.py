@@ -15,8 +15,8 @@ Groups (compare within a group):
 
 import numpy as np
 import pytest
-from _opbench import (Cycle, Matrices, dtype_of, id_pool, kernel_params, model_bytes, record, run, shape,
-                      sparse_input, unvalidated_kw, validation_seconds)
+from _opbench import (Cycle, Matrices, dtype_of, id_pool, input_group, kernel_params, model_bytes, output_group,
+                      record, run, shape, sparse_input, unvalidated_kw, validation_seconds)
 
 from kernels import _core
 
@@ -24,14 +24,6 @@ from kernels import _core
 @pytest.fixture(scope="module")
 def mats():
     return Matrices()
-
-
-def _out_group(sh):
-    return f"forward/output {sh['active']:,} of {sh['n_labels']:,}x{sh['hidden']}"
-
-
-def _in_group(sh):
-    return f"forward/input {sh['nnz']} nnz of {sh['n_features']:,}x{sh['hidden']}"
 
 
 def _output_forward(benchmark, mats, triad, kernel, layout, placement):
@@ -55,8 +47,9 @@ def _output_forward(benchmark, mats, triad, kernel, layout, placement):
     def target(ids):
         _core.op_forward(kernel, layout, H, W, Wb, b, None, x, ids, n, **kw)
 
-    run(benchmark, target, setup, _out_group(sh))
-    record(benchmark, op="fwd_rows" if layout == 0 else "fwd_cols", kernel=kernel, shape_name=_out_group(sh),
+    group = output_group("forward", sh)
+    run(benchmark, target, setup, group)
+    record(benchmark, op="fwd_rows" if layout == 0 else "fwd_cols", kernel=kernel, shape_name=group,
            bytes_per_call=model_bytes("forward", layout, dtype_of(kernel), n_in=H, n_out=n_out, ids=pool[0]),
            rows_per_call=n, triad=triad, validation_s=validation_seconds(pool[0]), validated=not kw,
            extra={"layout": "rowmajor" if layout == 0 else "transposed", "placement": placement,
@@ -94,8 +87,9 @@ def _input_forward(benchmark, mats, triad, kernel, layout):
     def target(xi, xv):
         _core.op_forward(kernel, layout, nf, W, Wb, b, xi, xv, None, H, **kw)
 
-    run(benchmark, target, setup, _in_group(sh))
-    record(benchmark, op="fwd_rows" if layout == 0 else "fwd_cols", kernel=kernel, shape_name=_in_group(sh),
+    group = input_group("forward", sh)
+    run(benchmark, target, setup, group)
+    record(benchmark, op="fwd_rows" if layout == 0 else "fwd_cols", kernel=kernel, shape_name=group,
            bytes_per_call=model_bytes("forward", layout, dtype_of(kernel), n_in=nf, n_out=H, xi=inputs[0][0],
                                       n_active=H),
            rows_per_call=nnz if layout == 1 else H, triad=triad, validation_s=validation_seconds(inputs[0][0]),

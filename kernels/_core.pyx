@@ -354,6 +354,18 @@ def request_amx():
     return slide_request_amx() == 0
 
 
+cdef inline slide_adam_params _adam_params(double lr_t, double beta1, double beta2, double eps):
+    """Adam's step constants as the kernels take them (1 - beta in double)."""
+    cdef slide_adam_params p
+    p.lr_t = lr_t
+    p.beta1 = beta1
+    p.beta2 = beta2
+    p.one_minus_beta1 = 1.0 - beta1
+    p.one_minus_beta2 = 1.0 - beta2
+    p.eps = eps
+    return p
+
+
 cdef slide_any_fn _lookup(str op, str name) except NULL:
     """Function pointer of the kernel op + 'dtype/isa'."""
     parts = name.split("/")
@@ -744,13 +756,7 @@ cdef class Engine:
         cdef int32_t nchunks = 0
         cdef int q, p
         cdef int32_t CH = 64
-        cdef slide_adam_params pa
-        pa.lr_t = lr_t
-        pa.beta1 = beta1
-        pa.beta2 = beta2
-        pa.one_minus_beta1 = 1.0 - beta1
-        pa.one_minus_beta2 = 1.0 - beta2
-        pa.eps = eps
+        cdef slide_adam_params pa = _adam_params(lr_t, beta1, beta2, eps)
         if T > 8:
             raise ValueError("at most 8 threads in the batched strategy")
         with nogil, parallel(num_threads=T):
@@ -858,13 +864,7 @@ cdef class Engine:
         self._check_ready(n_threads)
         self._check_layer(l)
         cdef slide_layer *L = &self.net.layers[l]
-        cdef slide_adam_params p
-        p.lr_t = lr_t
-        p.beta1 = beta1
-        p.beta2 = beta2
-        p.one_minus_beta1 = 1.0 - beta1
-        p.one_minus_beta2 = 1.0 - beta2
-        p.eps = eps
+        cdef slide_adam_params p = _adam_params(lr_t, beta1, beta2, eps)
         cdef bint all_rows = dense or L.all_rows_touched or not self.net.track_touched
         cdef bint all_bias = dense or not self.net.track_touched or (
             L.all_bias_touched if L.layout == SLIDE_LAYOUT_TRANSPOSED else L.all_rows_touched)
@@ -1389,13 +1389,7 @@ def op_adam(str kernel, W, Wb, M, V, G, int cols, rows, double lr_t, double beta
     _check_index(rows, W.shape[0], "rows", validate)
     if Wb is not None and Wb.shape != W.shape:
         raise ValueError("Wb must be shaped like W")
-    cdef slide_adam_params p
-    p.lr_t = lr_t
-    p.beta1 = beta1
-    p.beta2 = beta2
-    p.one_minus_beta1 = 1.0 - beta1
-    p.one_minus_beta2 = 1.0 - beta2
-    p.eps = eps
+    cdef slide_adam_params p = _adam_params(lr_t, beta1, beta2, eps)
     cdef slide_adam_fn fn = <slide_adam_fn>_lookup("adam", kernel)
     cdef float *pw = <float*>_ptr(W, np.float32, "W")
     cdef bf16_t *pwb = <bf16_t*>_ptr(Wb, np.uint16, "Wb") if Wb is not None else NULL

@@ -77,28 +77,11 @@ for r in records:
 # the triad bandwidth of the run, cache misses per source.
 
 # %%
-def show(paths):
-    """Display a figure in a notebook; print its path in a script."""
-    if not paths:
-        print("not plotted:", getattr(paths, "reason", None))
-        return
-    try:
-        from IPython import get_ipython
-        from IPython.display import Image, display
-
-        if get_ipython() is not None:
-            display(Image(filename=paths[0]))
-            return
-    except ImportError:
-        pass
-    print("figure:", paths[0])
-
-
 fig_dir = os.path.join(OUT, "figures")
 triad = (results.get("triad") or {}).get("value")
-show(plots.plot_throughput(records, fig_dir))
-show(plots.plot_bytes_vs_time(records, fig_dir, triad))
-show(plots.plot_cache(records, fig_dir))
+plots.show(plots.plot_throughput(records, fig_dir))
+plots.show(plots.plot_bytes_vs_time(records, fig_dir, triad))
+plots.show(plots.plot_cache(records, fig_dir))
 
 # %% [markdown]
 # Where the time goes (median round), per variant.

@@ -52,23 +52,7 @@ for r in results["records"] + results["baselines"]:
 # (right).
 
 # %%
-def show(paths):
-    if not paths:
-        print("not plotted:", getattr(paths, "reason", None))
-        return
-    try:
-        from IPython import get_ipython
-        from IPython.display import Image, display
-
-        if get_ipython() is not None:
-            display(Image(filename=paths[0]))
-            return
-    except ImportError:
-        pass
-    print("figure:", paths[0])
-
-
-show(plots.plot_convergence(results["records"] + results["baselines"], os.path.join(OUT, "figures")))
+plots.show(plots.plot_convergence(results["records"] + results["baselines"], os.path.join(OUT, "figures")))
 
 # %% [markdown]
 # Time to reach the best P@1 the slowest-learning method reaches: how much

@@ -63,22 +63,6 @@ for r in sorted(records, key=lambda r: (r["hash_family"], r["K"], r["L"])):
 # against throughput over (K, L) with the Pareto frontier.
 
 # %%
-def show(paths):
-    if not paths:
-        print("not plotted:", getattr(paths, "reason", None))
-        return
-    try:
-        from IPython import get_ipython
-        from IPython.display import Image, display
-
-        if get_ipython() is not None:
-            display(Image(filename=paths[0]))
-            return
-    except ImportError:
-        pass
-    print("figure:", paths[0])
-
-
 fig_dir = os.path.join(OUT, "figures")
-show(plots.plot_recall(records, fig_dir))
-show(plots.plot_accuracy_frontier(records, fig_dir))
+plots.show(plots.plot_recall(records, fig_dir))
+plots.show(plots.plot_accuracy_frontier(records, fig_dir))

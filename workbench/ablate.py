@@ -823,6 +823,12 @@ def _log_to_stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def _rotated(points: list, r: int) -> list:
+    """The order of round r: the points rotated by r, so that no point is always first."""
+    k = r % len(points) if points else 0
+    return points[k:] + points[:k]
+
+
 def run(grid: Grid, out_dir: str, *, resume: bool = False, progress: bool = True, log=_log_to_stderr,
         dry_run: bool = False) -> dict:
     """Run every point of the grid; returns the results dict (also written to out_dir).
@@ -994,8 +1000,7 @@ def run(grid: Grid, out_dir: str, *, resume: bool = False, progress: bool = True
                         todo.remove(p)
                     write_results(out_dir, results)
                 for r in range(run_cfg.repeats):
-                    rot = todo[r % len(todo):] + todo[:r % len(todo)] if todo else []
-                    for p in rot:
+                    for p in _rotated(todo, r):
                         if stop.flag or p.id not in states or len(states[p.id]["rounds"]) > r:
                             continue
                         try:
@@ -1017,8 +1022,7 @@ def run(grid: Grid, out_dir: str, *, resume: bool = False, progress: bool = True
                     write_results(out_dir, results)
             elif mode == "fresh":
                 for r in range(run_cfg.repeats):
-                    rot = todo[r % len(todo):] + todo[:r % len(todo)] if todo else []
-                    for p in rot:
+                    for p in _rotated(todo, r):
                         if stop.flag or p.id not in states or len(states[p.id]["rounds"]) > r:
                             continue
                         w = None

@@ -243,25 +243,29 @@ def init_params(config: Config, seed: int | None = None) -> list:
 
 # ---- batches ----------------------------------------------------------------------------------------
 
+def _gather_rows(indptr: np.ndarray, rows: np.ndarray) -> tuple:
+    """The entries of CSR rows `rows`, in order: (entry positions, per-row
+    lengths, per-row start offsets among the gathered entries, the gathered
+    row each entry belongs to)."""
+    st = indptr[rows]
+    lens = indptr[rows + 1] - st
+    ptr = np.zeros(len(rows) + 1, np.int64)
+    np.cumsum(lens, out=ptr[1:])
+    ent = np.repeat(st - ptr[:-1], lens) + np.arange(int(ptr[-1]), dtype=np.int64)
+    seg = np.repeat(np.arange(len(rows), dtype=np.int64), lens)
+    return ent, lens, ptr[:-1], seg
+
+
 class _Inputs:
     """The sparse inputs of a batch: entries (feature, value) and their sample."""
 
     __slots__ = ("B", "feats", "vals", "seg", "starts", "lens")
 
     def __init__(self, data: Dataset, rows: np.ndarray):
-        ip = data.indptr
-        st = ip[rows]
-        lens = ip[rows + 1] - st
-        ptr = np.zeros(len(rows) + 1, np.int64)
-        np.cumsum(lens, out=ptr[1:])
-        nnz = int(ptr[-1])
-        ent = np.repeat(st - ptr[:-1], lens) + np.arange(nnz, dtype=np.int64)
+        ent, self.lens, self.starts, self.seg = _gather_rows(data.indptr, rows)
         self.B = len(rows)
         self.feats = data.indices[ent]
         self.vals = data.values[ent]
-        self.seg = np.repeat(np.arange(len(rows), dtype=np.int64), lens)
-        self.starts = ptr[:-1]
-        self.lens = lens
 
 
 class _Labels:
@@ -270,14 +274,7 @@ class _Labels:
     __slots__ = ("seg", "labs", "w", "has", "count")
 
     def __init__(self, data: Dataset, rows: np.ndarray):
-        lp = data.label_indptr
-        st = lp[rows]
-        lens = lp[rows + 1] - st
-        ptr = np.zeros(len(rows) + 1, np.int64)
-        np.cumsum(lens, out=ptr[1:])
-        n = int(ptr[-1])
-        ent = np.repeat(st - ptr[:-1], lens) + np.arange(n, dtype=np.int64)
-        self.seg = np.repeat(np.arange(len(rows), dtype=np.int64), lens)
+        ent, lens, _, self.seg = _gather_rows(data.label_indptr, rows)
         self.labs = data.labels[ent].astype(np.int64)
         self.w = (1.0 / lens[self.seg]).astype(np.float64)
         self.has = lens > 0

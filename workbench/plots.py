@@ -329,6 +329,24 @@ PLOTS = {"throughput": plot_throughput, "bytes_vs_time": plot_bytes_vs_time, "ca
          "accuracy_frontier": plot_accuracy_frontier, "lsh_recall": plot_recall, "convergence": plot_convergence}
 
 
+def show(paths) -> None:
+    """Display a figure (the first of its paths) inline under IPython/Jupyter;
+    elsewhere print its path, or why it was not plotted."""
+    if not paths:
+        print("not plotted:", getattr(paths, "reason", None))
+        return
+    try:
+        from IPython import get_ipython
+        from IPython.display import Image, display
+
+        if get_ipython() is not None:
+            display(Image(filename=paths[0]))
+            return
+    except ImportError:
+        pass
+    print("figure:", paths[0])
+
+
 def plot_all(records: list, out_dir: str, bandwidth_gbps: float | None = None, curves: list | None = None) -> dict:
     """Every figure: {name: Paths} (empty Paths with a reason where nothing was plotted).
     curves: records with a `curve` (default: those among `records`)."""
