@@ -56,6 +56,9 @@ cdef extern from "slide/registry.h" nogil:
                                        int32_t n, float *dx)
     ctypedef void (*slide_adam_fn)(float *w, bf16_t *wb, float *m, float *v, float *g, int64_t ld, int32_t cols,
                                    const int32_t *rows, int64_t nrows, const slide_adam_params *p)
+    ctypedef void (*slide_row_adam_fn)(float *w, bf16_t *wb, float *m, float *v, const float *x, const float *H,
+                                       float *dH, int64_t ldh, int32_t d, const int32_t *ids, const float *g,
+                                       int32_t n, const slide_adam_params *p)
 
     ctypedef struct slide_hasher:
         int32_t family
@@ -183,9 +186,11 @@ cdef extern from "slide/registry.h" nogil:
         int32_t *uoff
         int32_t n_union
         int32_t *es
-        int32_t *ep
+        int32_t *epos
+        float *E
         slide_fwd_rows_fn fwd
         slide_bwd_rows_fn bwd
+        slide_row_adam_fn row_adam
         int32_t bf16_rows
         int32_t round_w
         int32_t prefetch
@@ -195,12 +200,11 @@ cdef extern from "slide/registry.h" nogil:
     int32_t slide_batch_count(slide_batch *bt, int32_t lo, int32_t hi, int64_t *n_entries)
     void slide_omp_barrier()
     void slide_batch_rows(slide_batch *bt, int32_t lo, int32_t hi, int32_t rbase, int32_t ebase)
-    void slide_batch_place(slide_batch *bt, int32_t s)
-    void slide_batch_forward(const slide_net *net, slide_batch *bt, int32_t r0, int32_t r1, float *wbuf,
-                             int32_t *sids, float *zs)
+    void slide_batch_place(slide_batch *bt, int32_t lo, int32_t hi)
+    void slide_batch_forward(const slide_net *net, slide_batch *bt, int32_t r0, int32_t r1, float *wbuf)
     float slide_batch_softmax(const slide_net *net, slide_batch *bt, int32_t s, float scale)
     void slide_batch_backward_adam(slide_net *net, slide_batch *bt, int32_t r0, int32_t r1, float *dH,
-                                   float *wbuf, float *gvec, int32_t *sids, float *gs, float *gbs,
+                                   float *wbuf, float *gvec, float *gbs,
                                    const slide_adam_params *p, int dense_update, int32_t batch)
     void slide_batch_hidden_backward(slide_net *net, slide_thread *th, slide_batch *bt, int32_t s,
                                      const float *dH_all, int32_t T, int64_t dH_stride, const int32_t *xi,
@@ -272,7 +276,7 @@ def kernel_registry():
 def register_kernels(entries):
     """Add kernels from another extension: iterable of (op, dtype, isa, address)."""
     for op, dtype, isa, addr in entries:
-        if op not in ("fwd_rows", "bwd_rows", "fwd_cols", "bwd_cols", "adam", "hash", "hash_rows"):
+        if op not in ("fwd_rows", "bwd_rows", "fwd_cols", "bwd_cols", "adam", "row_adam", "hash", "hash_rows"):
             raise ValueError(f"unknown op {op!r}")
         if not isinstance(addr, int) or addr == 0:
             raise ValueError("kernel address must be a non-zero int")
@@ -305,14 +309,19 @@ def count_nonfinite(a, int n_threads=1):
         raise TypeError("expected a float32 numpy array")
     flat = a.reshape(-1) if a.flags.c_contiguous else np.ascontiguousarray(a).reshape(-1)
     cdef const uint32_t[::1] u = flat.view(np.uint32)
-    cdef int64_t n = u.shape[0], i, bad = 0
-    cdef int64_t CH = 1 << 16, c, nch = (n + CH - 1) // CH, e
+    cdef int64_t n = u.shape[0], bad = 0
+    if n == 0:
+        return 0
+    cdef const uint32_t *pu = &u[0]
+    cdef int64_t CH = 1 << 18, c, nch = (n + CH - 1) // CH
     with nogil, parallel(num_threads=max(1, n_threads)):
         for c in prange(nch, schedule="static"):
-            e = min((c + 1) * CH, n)
-            for i in range(c * CH, e):
-                bad += (u[i] & 0x7f800000u) == 0x7f800000u
+            bad += slide_count_nonfinite_f32(pu + c * CH, min(CH, n - c * CH))
     return int(bad)
+
+
+cdef extern from "slide/scan.h" nogil:
+    int64_t slide_count_nonfinite_f32(const uint32_t *u, int64_t n)
 
 
 cdef extern from "slide/triad.h" nogil:
@@ -417,10 +426,7 @@ cdef class Engine:
     cdef int32_t bt_Bmax
     cdef float *u_wbuf
     cdef float *u_gvec
-    cdef int32_t *u_sids
-    cdef float *u_gs
     cdef float *u_gbs
-    cdef float *u_zs
     cdef float *u_dH
     cdef int64_t u_dH_stride
     cdef list _batch_keep
@@ -658,9 +664,11 @@ cdef class Engine:
     # ---- batched output layer -----------------------------------------------------
 
     def setup_batch(self, int Bmax, int cap, str fwd_kernel, str bwd_kernel, int prefetch=4, bint round_inputs=False,
-                    bint round_weights=False):
+                    bint round_weights=False, str row_adam_kernel=""):
         """Allocate the buffers of the batched output layer for batches of up to
-        Bmax samples whose output active sets hold at most cap neurons."""
+        Bmax samples whose output active sets hold at most cap neurons.
+        row_adam_kernel: the fused backward + Adam kernel of an output row
+        ("": bwd_kernel, then the layer's Adam kernel)."""
         self._check_ready(1)
         cdef int last = self.net.n_layers - 1
         if last < 1 or self.net.layers[last - 1].lsh or not self.net.layers[last].lsh:
@@ -700,18 +708,17 @@ cdef class Engine:
         self.bt.urows = <int32_t*>_ptr(arr(L.n_out, np.int32), np.int32, "urows")
         self.bt.uoff = <int32_t*>_ptr(arr(L.n_out + 1, np.int32), np.int32, "uoff")
         self.bt.es = <int32_t*>_ptr(arr(Bmax * cap, np.int32), np.int32, "es")
-        self.bt.ep = <int32_t*>_ptr(arr(Bmax * cap, np.int32), np.int32, "ep")
+        self.bt.epos = <int32_t*>_ptr(arr(Bmax * cap, np.int32), np.int32, "epos")
+        self.bt.E = <float*>_ptr(arr(Bmax * cap, np.float32), np.float32, "E")
         self.bt.fwd = <slide_fwd_rows_fn>_lookup("fwd_rows", fwd_kernel)
         self.bt.bwd = <slide_bwd_rows_fn>_lookup("bwd_rows", bwd_kernel)
+        self.bt.row_adam = <slide_row_adam_fn>_lookup("row_adam", row_adam_kernel) if row_adam_kernel else NULL
         self.bt.bf16_rows = L.W.wb != NULL
         self.bt.round_w = round_weights
         self.bt.prefetch = prefetch
         self.u_wbuf = <float*>_ptr(arr(T * ldh, np.float32), np.float32, "wbuf")
         self.u_gvec = <float*>_ptr(arr(T * ldh, np.float32), np.float32, "gvec")
-        self.u_sids = <int32_t*>_ptr(arr(T * Bmax, np.int32), np.int32, "sids")
-        self.u_gs = <float*>_ptr(arr(T * Bmax, np.float32), np.float32, "gs")
         self.u_gbs = <float*>_ptr(arr(T * Bmax, np.float32), np.float32, "gbs")
-        self.u_zs = <float*>_ptr(arr(T * Bmax, np.float32), np.float32, "zs")
         self.u_dH_stride = Bmax * ldh
         self.u_dH = <float*>_ptr(arr(T * Bmax * ldh, np.float32), np.float32, "dH")
         self.bt_Bmax = Bmax
@@ -775,7 +782,7 @@ cdef class Engine:
             slide_omp_barrier()
             if tid == 0:
                 stamps[0] = slide_now_ns()
-            # phase 2: union rows by row range (static: iteration q runs on thread q), entries by sample
+            # phase 2: union rows and entries by row range (static: iteration q runs on thread q)
             for q in prange(T, schedule="static", chunksize=1):
                 lo = <int32_t>(<int64_t>n_out * q // T)
                 hi = <int32_t>(<int64_t>n_out * (q + 1) // T)
@@ -794,8 +801,10 @@ cdef class Engine:
                     bt.n_union = rb + nrows[q]
                     bt.uoff[bt.n_union] = eb + <int32_t>ent[q]
             slide_omp_barrier()
-            for i in prange(B, schedule="static"):
-                slide_batch_place(bt, <int32_t>i)
+            for q in prange(T, schedule="static", chunksize=1):
+                lo = <int32_t>(<int64_t>n_out * q // T)
+                hi = <int32_t>(<int64_t>n_out * (q + 1) // T)
+                slide_batch_place(bt, lo, hi)
             slide_omp_barrier()
             if tid == 0:
                 stamps[1] = slide_now_ns()
@@ -803,8 +812,7 @@ cdef class Engine:
             # phase 3: logits per union row
             for c in prange(nchunks, schedule="static", chunksize=1):
                 slide_batch_forward(&self.net, bt, c * CH, min((c + 1) * CH, bt.n_union),
-                                    self.u_wbuf + tid * bt.ldh, self.u_sids + tid * self.bt_Bmax,
-                                    self.u_zs + tid * self.bt_Bmax)
+                                    self.u_wbuf + tid * bt.ldh)
             slide_omp_barrier()
             if tid == 0:
                 stamps[2] = slide_now_ns()
@@ -818,8 +826,7 @@ cdef class Engine:
             for c in prange(nchunks, schedule="static", chunksize=1):
                 slide_batch_backward_adam(&self.net, bt, c * CH, min((c + 1) * CH, bt.n_union),
                                           self.u_dH + tid * self.u_dH_stride, self.u_wbuf + tid * bt.ldh,
-                                          self.u_gvec + tid * bt.ldh, self.u_sids + tid * self.bt_Bmax,
-                                          self.u_gs + tid * self.bt_Bmax, self.u_gbs + tid * self.bt_Bmax,
+                                          self.u_gvec + tid * bt.ldh, self.u_gbs + tid * self.bt_Bmax,
                                           &pa, dense_update, batch_id)
             slide_omp_barrier()
             if tid == 0:
@@ -1401,3 +1408,47 @@ def op_adam(str kernel, W, Wb, M, V, G, int cols, rows, double lr_t, double beta
     cdef int64_t ld = W.shape[1]
     with nogil:
         fn(pw, pwb, pm, pv, pg, ld, cols, pr, nrows, &p)
+
+
+def op_row_adam(str kernel, w, wb, m, v, x, H, dH, ids, g, double lr_t, double beta1=0.9, double beta2=0.999,
+                double eps=1e-8):
+    """One row_adam kernel call (backward and Adam of one weight row, see
+    kernel_api.h), in place on w, wb, m, v and dH. w, m, v, x: d float32
+    values (x may be w itself); wb: None or d uint16 (bf16 bits); H, dH:
+    float32 (B, ldh) with ldh >= d; ids: int32 rows of H in [0, B) (n of
+    them, repeats allowed); g: n float32 output gradients."""
+    for name, a in (("w", w), ("m", m), ("v", v), ("x", x), ("H", H), ("dH", dH), ("g", g)):
+        if not isinstance(a, np.ndarray):
+            raise TypeError(f"{name} must be a numpy array, got {type(a).__name__}")
+    if w.ndim != 1:
+        raise TypeError("w must be a 1-D float32 array")
+    cdef int32_t d = w.shape[0]
+    for name, a in (("w", w), ("m", m), ("v", v), ("x", x)):
+        _check_vector(a, d, name)
+    if wb is not None:
+        if not isinstance(wb, np.ndarray) or wb.dtype != np.uint16 or wb.ndim != 1 or wb.shape[0] != d:
+            raise TypeError(f"wb must be None or a 1-D uint16 array of {d} values")
+    if H.ndim != 2 or H.dtype != np.float32 or dH.dtype != np.float32 or dH.shape != H.shape:
+        raise TypeError("H and dH must be float32 (B, ldh) arrays of the same shape")
+    if H.shape[1] < d:
+        raise ValueError(f"H rows hold {H.shape[1]} values, fewer than the row width {d}")
+    if not isinstance(ids, np.ndarray) or ids.dtype != np.int32 or ids.ndim != 1 or not ids.flags.c_contiguous:
+        raise TypeError("ids must be a contiguous 1-D int32 array")
+    cdef int32_t n = ids.shape[0]
+    _check_vector(g, n, "g")
+    if n and (ids.min() < 0 or ids.max() >= H.shape[0]):
+        raise IndexError(f"ids out of range [0, {H.shape[0]})")
+    cdef slide_adam_params p = _adam_params(lr_t, beta1, beta2, eps)
+    cdef slide_row_adam_fn fn = <slide_row_adam_fn>_lookup("row_adam", kernel)
+    cdef float *pw = <float*>_ptr(w, np.float32, "w")
+    cdef bf16_t *pwb = <bf16_t*>_ptr(wb, np.uint16, "wb") if wb is not None else NULL
+    cdef float *pm = <float*>_ptr(m, np.float32, "m")
+    cdef float *pv = <float*>_ptr(v, np.float32, "v")
+    cdef const float *px = <const float*>_ptr(x, np.float32, "x", False)
+    cdef const float *pH = <const float*>_ptr(H, np.float32, "H", False)
+    cdef float *pdH = <float*>_ptr(dH, np.float32, "dH")
+    cdef const int32_t *pids = _iptr(ids)
+    cdef const float *pg = _fptr(g)
+    cdef int64_t ldh = H.shape[1]
+    with nogil:
+        fn(pw, pwb, pm, pv, px, pH, pdH, ldh, d, pids, pg, n, &p)

@@ -32,6 +32,7 @@ cdef extern from *:
         SLIDE_E("bwd_cols", "f32", "avx512@emu", slide_bwd_cols_f32_avx512),
         SLIDE_E("bwd_cols", "bf16", "avx512@emu", slide_bwd_cols_bf16_avx512),
         SLIDE_E("adam", "f32", "avx512@emu", slide_adam_f32_avx512),
+        SLIDE_E("row_adam", "f32", "avx512@emu", slide_row_adam_f32_avx512),
         SLIDE_E("hash", "f32", "avx512@emu", slide_hash_avx512),
         SLIDE_E("fwd_rows", "bf16", "avx512_bf16@emu", slide_fwd_rows_bf16_avx512_bf16),
         SLIDE_E("fwd_rows", "bf16act", "avx512_bf16@emu", slide_fwd_rows_bf16act_avx512_bf16),

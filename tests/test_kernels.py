@@ -197,6 +197,91 @@ def test_adam_is_bitwise_equal_to_scalar_and_matches_oracle(k, with_bf16):
             assert not Wb[other].any()
 
 
+@pytest.mark.parametrize("k", kernels_for("row_adam"))
+@pytest.mark.parametrize("with_bf16", [False, True])
+def test_row_adam_equals_bwd_rows_then_adam_and_matches_oracle(k, with_bf16):
+    """The fused kernel of the batched output layer: bitwise what the same
+    ISA's bwd_rows (H as the matrix, the weight row as the input) followed by
+    its adam kernel compute, and the float64 oracle within rounding."""
+    require(k)
+    rng = np.random.default_rng(17)
+    lr, b1, b2, eps = 1e-3, 0.9, 0.999, 1e-8
+    for d in WIDTHS:
+        for n in (0, 1, 2, 5, 9):
+            B, ldh = 11, -(-d // 16) * 16
+            H = np.zeros((B, ldh), np.float32)
+            H[:, :d] = rng.standard_normal((B, d))
+            dH0 = np.zeros_like(H)
+            dH0[:, :d] = rng.standard_normal((B, d)) * 0.1
+            w0 = rng.standard_normal(d).astype(np.float32)
+            m0 = (rng.standard_normal(d) * 0.1).astype(np.float32)
+            v0 = (rng.random(d) * 0.01).astype(np.float32)
+            ids = rng.choice(B, n, replace=False).astype(np.int32)
+            g = rng.standard_normal(n).astype(np.float32)
+            # fused, the forward's weights being the row itself (x is w)
+            w, m, v, dH = (unaligned(a) for a in (w0, m0, v0, dH0))
+            wb = np.zeros(d, np.uint16) if with_bf16 else None
+            _core.op_row_adam(k.name, w, wb, m, v, w, unaligned(H), dH, ids, g, lr)
+            # the same ISA's two kernels
+            dH2 = dH0.copy()
+            grad = _core.op_backward(f"f32/{k.isa}", 0, d, H, None, dH2, np.zeros(B, np.float32), None, w0.copy(),
+                                     ids, g, True)
+            W2, M2, V2 = w0[None].copy(), m0[None].copy(), v0[None].copy()
+            Wb2 = _core.bf16_buffer(W2.shape) if with_bf16 else None
+            _core.op_adam(f"f32/{k.isa}", W2, Wb2, M2, V2, grad[None].copy(), d, None, lr)
+            for got, want in ((w, W2[0]), (m, M2[0]), (v, V2[0]), (dH, dH2)):
+                np.testing.assert_array_equal(got, want)
+            if with_bf16:
+                np.testing.assert_array_equal(wb, Wb2[0, :d])
+                np.testing.assert_array_equal(wb, to_bf16(w))
+            # float64 oracle
+            g64 = g.astype(np.float64)
+            gr = (g64[:, None] * H[ids, :d]).sum(axis=0) if n else np.zeros(d)
+            mo = b1 * m0.astype(np.float64) + (1 - b1) * gr
+            vo = b2 * v0.astype(np.float64) + (1 - b2) * gr**2
+            np.testing.assert_allclose(w, w0 - lr * mo / (np.sqrt(vo) + eps), rtol=1e-6, atol=1e-6)
+            np.testing.assert_allclose(m, mo, rtol=1e-5, atol=1e-6)
+            dHo = dH0.astype(np.float64)
+            dHo[ids, :d] += g64[:, None] * w0
+            np.testing.assert_allclose(dH, dHo, rtol=1e-6, atol=1e-6)
+            assert not dH[:, d:].any()  # the padding stays zero
+
+
+def test_row_adam_refuses_bad_arguments():
+    d, B = 8, 4
+    w, m, v = (np.zeros(d, np.float32) for _ in range(3))
+    H, dH = np.zeros((B, 16), np.float32), np.zeros((B, 16), np.float32)
+    g = np.ones(2, np.float32)
+    ok = dict(w=w, wb=None, m=m, v=v, x=w, H=H, dH=dH, ids=np.array([0, 3], np.int32), g=g)
+
+    def call(**kw):
+        a = dict(ok, **kw)
+        _core.op_row_adam("f32/scalar", a["w"], a["wb"], a["m"], a["v"], a["x"], a["H"], a["dH"], a["ids"], a["g"],
+                          1e-3)
+
+    call()
+    with pytest.raises(IndexError):
+        call(ids=np.array([0, 4], np.int32))
+    with pytest.raises(IndexError):
+        call(ids=np.array([-1, 0], np.int32))
+    with pytest.raises(ValueError):
+        call(g=np.ones(3, np.float32))
+    with pytest.raises(ValueError):
+        call(m=np.zeros(d + 1, np.float32))
+    with pytest.raises(ValueError):
+        call(H=np.zeros((B, 4), np.float32), dH=np.zeros((B, 4), np.float32))
+    with pytest.raises(TypeError):
+        call(dH=np.zeros((B + 1, 16), np.float32))
+    with pytest.raises(TypeError):
+        call(ids=np.array([0, 1], np.int64))
+    with pytest.raises(TypeError):
+        call(wb=np.zeros(d, np.float32))
+    with pytest.raises(TypeError):
+        call(x=[0.0] * d)
+    with pytest.raises(KeyError):
+        _core.op_row_adam("f32/nonexistent", w, None, m, v, w, H, dH, ok["ids"], g, 1e-3)
+
+
 def test_every_op_has_a_usable_kernel_for_every_precision():
     for precision in variants.PRECISIONS:
         choice = variants.select(precision)
@@ -283,3 +368,18 @@ def test_hash_rows_kernels_equal_per_row_scalar(k, family):
         for j0, j1 in ((0, n), (1, n), (3, 3 + min(8, n - 3))):
             got = _core.hash_rows(h.params, W, j0, j1, k.name)
             np.testing.assert_array_equal(got, want[j0:j1], err_msg=f"{k} {family} rows {j0}:{j1}")
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_count_nonfinite_counts_what_numpy_counts(threads):
+    rng = np.random.default_rng(23)
+    for n in (0, 1, 7, 8, 9, 33, 1000, (1 << 18) + 13, 3 * (1 << 18) + 5):
+        a = rng.standard_normal(n).astype(np.float32)
+        if n:
+            at = rng.choice(n, min(n, 1 + n // 500), replace=False)
+            a[at] = rng.choice(np.array([np.nan, np.inf, -np.inf, -np.nan], np.float32), at.size)
+            a[-1] = np.inf if n % 2 else a[-1]  # the scalar tail too
+        assert _core.count_nonfinite(a, threads) == int((~np.isfinite(a)).sum())
+    big = np.full((3, 5), np.finfo(np.float32).max, np.float32)  # finite extremes are not counted
+    assert _core.count_nonfinite(big, threads) == 0
+    assert _core.count_nonfinite(big[:, ::2], threads) == 0  # non-contiguous input is copied

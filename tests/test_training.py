@@ -189,6 +189,21 @@ def test_batched_strategy_equals_hogwild_in_deterministic_mode(small, update, pr
             np.testing.assert_array_equal(a, b, err_msg=k)
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_fused_row_update_changes_nothing(small, precision):
+    """fuse_update (row_adam) against bwd_rows then adam: the same arithmetic
+    in the same order, so bit-identical weights after several batches."""
+    train, _ = small
+    head = train.head(1500)
+    nets = {}
+    for fuse in (True, False):
+        net = make(head, "small", deterministic=True, strategy="batched", precision=precision, fuse_update=fuse)
+        net.fit(head, max_samples=768)
+        nets[fuse] = net.state_arrays()
+    for k, a in nets[True].items():
+        np.testing.assert_array_equal(a, nets[False][k], err_msg=k)
+
+
 def test_auto_strategy_falls_back_where_batching_does_not_apply(tiny):
     train, _ = tiny
     assert make(train, "tiny").strategy == "batched"

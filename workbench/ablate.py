@@ -11,7 +11,7 @@ every number of a record comes from a worker process.
 Axes
 ----
 Kernel axes: ``isa``, ``precision``, ``layout``, ``placement``, ``threads``,
-``batch_size``, ``strategy``, ``prefetch``. Algorithm axes: ``hash_family``,
+``batch_size``, ``strategy``, ``prefetch``, ``fuse_update``. Algorithm axes: ``hash_family``,
 ``K``, ``L``, ``sampling``, ``update``, ``compat`` (any other Config key may
 be an axis too, in a TOML grid). ``engine`` picks what is trained: ``slide``
 (workbench.Network), ``dense`` or ``sampled`` (workbench.baselines); for the
@@ -98,7 +98,8 @@ from dataclasses import dataclass, field
 
 from .config import Config, ConfigError, preset_hyperparams
 
-KERNEL_AXES = ("isa", "precision", "layout", "placement", "threads", "batch_size", "strategy", "prefetch")
+KERNEL_AXES = ("isa", "precision", "layout", "placement", "threads", "batch_size", "strategy", "prefetch",
+               "fuse_update")
 ALGO_AXES = ("hash_family", "K", "L", "sampling", "update", "compat")
 AXES = ("engine",) + KERNEL_AXES + ALGO_AXES
 ENGINES = ("slide", "dense", "sampled", "torch_dense", "torch_sampled")
@@ -109,7 +110,7 @@ PLACEMENT_AXIS = {  # axis value -> (Config.placement, NUMPY_MADVISE_HUGEPAGE)
     "numpy-thp": ("default", "1"),
 }
 # axes a baseline (dense / sampled softmax) ignores: collapsed to None for them
-SLIDE_ONLY_AXES = ("isa", "precision", "layout", "strategy", "prefetch") + ALGO_AXES
+SLIDE_ONLY_AXES = ("isa", "precision", "layout", "strategy", "prefetch", "fuse_update") + ALGO_AXES
 INTERLEAVE = ("auto", "live", "fresh", "none")
 RESULTS_JSON, RESULTS_CSV = "results.json", "results.csv"
 WORKER_MODULE = "workbench.ablate_worker"
@@ -693,7 +694,8 @@ def aggregate(point: Point, state: dict, run: RunSettings, label_axes: list) -> 
         rec.setdefault(k, v)
     cfg = final.get("config") or ready.get("config") or {}
     # resolved values where the axis was not given (or was "auto")
-    for k in ("precision", "threads", "batch_size", "strategy", "prefetch", "hash_family", "K", "L", "sampling",
+    for k in ("precision", "threads", "batch_size", "strategy", "prefetch", "fuse_update", "hash_family", "K", "L",
+              "sampling",
               "update", "compat"):
         if rec.get(k) is None and point.engine == "slide" and k in cfg:
             rec[k] = cfg[k]

@@ -54,6 +54,7 @@ CONFIG_HELP = {
     "precision": "fp32 | bf16 | bf16act", "isa": "auto or the highest ISA to use (scalar, avx2, avx512, avx512_bf16)",
     "placement": "default | aligned | hugepage (2 MiB pages with madvise; what was granted is reported)",
     "prefetch": "software-prefetch active rows this far ahead in SIMD kernels (0: off)",
+    "fuse_update": "batched strategy: backward and Adam of an output row in one kernel (row_adam)",
 }
 SKIP_FLAGS = {"n_features", "n_labels", "kernels"}
 
@@ -449,6 +450,7 @@ ABLATE_AXIS_FLAGS = (  # (flag, axis, help)
     ("--batch-size", "batch_size", "samples per batch"),
     ("--strategy", "strategy", "auto, batched, hogwild"),
     ("--prefetch", "prefetch", "software prefetch distance (0: off)"),
+    ("--fuse-update", "fuse_update", "true, false (batched strategy: row_adam kernel, or bwd_rows then adam)"),
     ("--hash-family", "hash_family", "dwta, wta, srp, minhash"),
     ("-K", "K", "hashes per bucket id"),
     ("-L", "L", "number of hash tables"),

@@ -90,6 +90,7 @@ class Config:
     isa: str = "auto"
     placement: str = "aligned"  # default | aligned | hugepage (see workbench.memory)
     prefetch: int = 8  # SIMD kernels: software-prefetch active rows this far ahead (0: off)
+    fuse_update: bool = True  # batched strategy: an output row's backward and Adam in one kernel (row_adam)
     kernels: dict = field(default_factory=dict)  # per-op overrides, e.g. {"fwd_rows": "f32/scalar"}
 
     def __post_init__(self):
@@ -161,8 +162,9 @@ class Config:
         check_int("top_k", 1)
         check_int("threshold", 1)
         check_int("min_active", 0)
-        if not isinstance(self.compat, bool):
-            bad("compat", f"expected true or false, got {self.compat!r}")
+        for key in ("compat", "fuse_update"):
+            if not isinstance(getattr(self, key), bool):
+                bad(key, f"expected true or false, got {getattr(self, key)!r}")
         check_int("rehash", 1)
         check_int("rebuild", 1)
         check_int("batch_size", 1, 1 << 20)

@@ -208,12 +208,13 @@ class Network:
             return "hogwild"
         return "batched"
 
-    def _union_kernels(self) -> tuple[str, str]:
+    def _union_kernels(self) -> tuple[str, str, str]:
         """Kernels of the batched phases, at the ISAs chosen for the layer: the
         f32 fwd_rows kernel applied to the batch's input matrix (for the bf16
         precisions the inputs are rounded to bf16 once per sample and the
         weight row comes from the bf16 copy or is rounded, so the fp32
-        products equal the bf16 kernels'), and bwd_rows in fp32."""
+        products equal the bf16 kernels'), bwd_rows in fp32, and the fused
+        row_adam kernel ("" when fuse_update is off)."""
         have = {(k.op, k.dtype, k.isa) for k in variants.compiled_kernels()}
         fwd_isa = self.kernels["fwd_rows"].kernel.isa
         bwd_isa = self.kernels["bwd_rows"].kernel.isa
@@ -221,7 +222,8 @@ class Network:
             fwd_isa = "scalar"
         if ("bwd_rows", "f32", bwd_isa) not in have:
             bwd_isa = "scalar"
-        return f"f32/{fwd_isa}", f"f32/{bwd_isa}"
+        fused = self.kernels["row_adam"].kernel.name if self.config.fuse_update else ""
+        return f"f32/{fwd_isa}", f"f32/{bwd_isa}", fused
 
     def _prepare_batch(self, data: Dataset) -> None:
         cfg = self.config
@@ -229,10 +231,11 @@ class Network:
         max_labels = int(np.diff(data.label_indptr).max(initial=0))
         cap = min(out.n_out, max(cfg.L * cfg.bucket_size, cfg.top_k, cfg.min_active) + max_labels)
         if cap > self._batch_cap:
-            fwd, bwd = self._union_kernels()
+            fwd, bwd, fused = self._union_kernels()
             self.batch_bytes = self._engine.setup_batch(cfg.batch_size, cap, fwd, bwd,
                                                         round_inputs=cfg.precision != "fp32",
-                                                        round_weights=cfg.precision == "bf16act")
+                                                        round_weights=cfg.precision == "bf16act",
+                                                        row_adam_kernel=fused)
             self._batch_cap = cap
 
     # ---- LSH maintenance ----------------------------------------------------

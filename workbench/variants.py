@@ -32,16 +32,16 @@ from dataclasses import dataclass, field
 
 from kernels import _core
 
-OPS = ("fwd_rows", "bwd_rows", "fwd_cols", "bwd_cols", "adam", "hash", "hash_rows")
+OPS = ("fwd_rows", "bwd_rows", "fwd_cols", "bwd_cols", "adam", "row_adam", "hash", "hash_rows")
 PRECISIONS = ("fp32", "bf16", "bf16act")
 # dtype each op runs at, per precision mode (see kernel_api.h)
 PRECISION_DTYPES = {
-    "fp32": {"fwd_rows": "f32", "bwd_rows": "f32", "fwd_cols": "f32", "bwd_cols": "f32", "adam": "f32", "hash": "f32",
-             "hash_rows": "f32"},
+    "fp32": {"fwd_rows": "f32", "bwd_rows": "f32", "fwd_cols": "f32", "bwd_cols": "f32", "adam": "f32",
+             "row_adam": "f32", "hash": "f32", "hash_rows": "f32"},
     "bf16": {"fwd_rows": "bf16", "bwd_rows": "bf16", "fwd_cols": "bf16", "bwd_cols": "bf16", "adam": "f32",
-             "hash": "f32", "hash_rows": "f32"},
+             "row_adam": "f32", "hash": "f32", "hash_rows": "f32"},
     "bf16act": {"fwd_rows": "bf16act", "bwd_rows": "f32", "fwd_cols": "bf16act", "bwd_cols": "f32", "adam": "f32",
-                "hash": "f32", "hash_rows": "f32"},
+                "row_adam": "f32", "hash": "f32", "hash_rows": "f32"},
 }
 LEVELS = ("scalar", "avx2", "avx512", "avx512_bf16")
 EMULATED = ("avx512@emu", "avx512_bf16@emu")

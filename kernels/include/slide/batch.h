@@ -8,20 +8,26 @@
  *   1. per sample: hidden layers forward, LSH selection of the output layer's
  *      active set (labels first), activations kept per sample;
  *   2. inverted index: the union of active rows, sorted, and for each row the
- *      (sample, position) entries that need it (counting sort, by row range);
+ *      entries (sample, position) that need it, ordered by sample then
+ *      position. Each thread owns a range of row ids and scans every
+ *      sample's active set for the ids in its range (a counting sort without
+ *      atomics, the same order whatever the thread count); the entry slot of
+ *      each (sample, position) is recorded in epos;
  *   3. per union row: its logits for every sample that needs it — the
  *      layer's fwd_rows kernel applied to the batch's input matrix H with the
- *      weight row as the vector;
- *   4. per sample: softmax cross-entropy -> output gradients;
- *   5. per union row: weight gradient sum_s g_s H_s and input gradients
- *      dH_s += g_s W_j (the bwd_rows kernel on H), then Adam on that row at
- *      once — no gradient buffer, one read and one write of W, m, v;
+ *      weight row as the vector — written in entry order (E);
+ *   4. per sample: its logits gathered from E through epos, softmax
+ *      cross-entropy, output gradients scattered back into E, so that phase 5
+ *      reads them in entry order instead of one random load per entry;
+ *   5. per union row: weight gradient sum_s g_s H_s, input gradients
+ *      dH_s += g_s W_j and Adam on that row, in one row_adam kernel (or, with
+ *      fuse_update off, the bwd_rows kernel on H into a row-sized buffer and
+ *      then the adam kernel) — one read and one write of W, m, v;
  *   6. per sample: input gradients summed over threads, hidden layers
  *      backward (per-sample, as before).
- * Phases 3 and 5 split the union rows between threads, so they never race.
- * Entries are counted during phase 1 and placed by sample in phase 2 with
- * atomic cursors: with one thread the order of a row's entries (and so every
- * sum) is fixed; with several it varies with scheduling, like HOGWILD.
+ * Phases 2, 3 and 5 split the rows between threads, so they never race, and
+ * the order of a row's entries (so every sum over them) does not depend on
+ * the number of threads.
  */
 #ifndef SLIDE_BATCH_H
 #define SLIDE_BATCH_H
@@ -42,7 +48,7 @@ typedef struct {
     int32_t *A;     /* B x cap: active output ids, labels first */
     int32_t *nA;    /* B: active counts */
     int32_t *nF;    /* B: forced labels */
-    float *Z;       /* B x cap: logits, then output gradients */
+    float *Z;       /* B x cap: one sample's logits, then output gradients (softmax scratch) */
     float *loss;    /* B */
     float *zero_b;  /* B zeros: the bias of the H "matrix" */
     /* inverted index */
@@ -51,10 +57,12 @@ typedef struct {
     int32_t *uoff;  /* n_union + 1 entry offsets */
     int32_t n_union;
     int32_t *es;    /* entries: sample */
-    int32_t *ep;    /* entries: position in the sample's active set */
+    int32_t *epos;  /* B x cap: the entry slot of (sample, position) */
+    float *E;       /* entries: logit, then output gradient */
     /* kernels for the union phases */
     slide_fwd_rows_fn fwd;
     slide_bwd_rows_fn bwd;
+    slide_row_adam_fn row_adam; /* fused backward + Adam of a row (NULL: bwd, then the layer's adam) */
     int32_t bf16_rows; /* weights come from the bf16 copy (precision bf16) */
     int32_t round_w;   /* forward rounds fp32 weights to bf16 (precision bf16act) */
     int32_t prefetch;  /* union rows ahead whose lines are prefetched (0: none) */
@@ -90,15 +98,27 @@ static int slide_batch_select(slide_net *net, slide_thread *th, slide_batch *bt,
     const int32_t n = slide_select(net, th, last, NULL, hin, bt->d, labels, n_labels, &forced);
     const int32_t *ids = th->ids[last];
     memcpy(bt->A + (int64_t)s * bt->cap, ids, (size_t)n * sizeof(int32_t));
-    for (int32_t q = 0; q < n; q++) __atomic_fetch_add(&bt->cnt[ids[q]], 1, __ATOMIC_RELAXED);
     bt->nA[s] = n;
     bt->nF[s] = forced;
     return 0;
 }
 
-/* Phase 2a (per range [lo, hi) of rows): union rows and entries there. */
+/* Phase 2a (per range [lo, hi) of row ids, one thread each): count the
+ * entries of every row in the range, then the union rows and entries there.
+ * The scan over all samples is branch-free: ids outside the range count
+ * into a local dummy. */
 static int32_t slide_batch_count(slide_batch *bt, int32_t lo, int32_t hi, int64_t *n_entries) {
-    const int32_t *cnt = bt->cnt;
+    int32_t *cnt = bt->cnt, dummy = 0;
+    const uint32_t span = (uint32_t)(hi - lo);
+    for (int32_t s = 0; s < bt->B; s++) {
+        const int32_t *a = bt->A + (int64_t)s * bt->cap;
+        const int32_t n = bt->nA[s];
+        for (int32_t q = 0; q < n; q++) {
+            const int32_t j = a[q];
+            int32_t *c = (uint32_t)(j - lo) < span ? cnt + j : &dummy;
+            *c += 1;
+        }
+    }
     int32_t rows = 0;
     int64_t e = 0;
     for (int32_t j = lo; j < hi; j++) {
@@ -124,14 +144,22 @@ static void slide_batch_rows(slide_batch *bt, int32_t lo, int32_t hi, int32_t rb
     }
 }
 
-/* Phase 2c (per sample): place the sample's entries at its rows' cursors. */
-static void slide_batch_place(slide_batch *bt, int32_t s) {
-    const int32_t *a = bt->A + (int64_t)s * bt->cap;
+/* Phase 2c (per range): place every (sample, position) whose row is in the
+ * range at the row's cursor, samples and positions in order. */
+static void slide_batch_place(slide_batch *bt, int32_t lo, int32_t hi) {
     int32_t *cnt = bt->cnt;
-    for (int32_t q = 0; q < bt->nA[s]; q++) {
-        const int32_t at = __atomic_fetch_add(&cnt[a[q]], 1, __ATOMIC_RELAXED);
-        bt->es[at] = s;
-        bt->ep[at] = q;
+    const uint32_t span = (uint32_t)(hi - lo);
+    for (int32_t s = 0; s < bt->B; s++) {
+        const int32_t *a = bt->A + (int64_t)s * bt->cap;
+        int32_t *pos = bt->epos + (int64_t)s * bt->cap;
+        const int32_t n = bt->nA[s];
+        for (int32_t q = 0; q < n; q++) {
+            const int32_t j = a[q];
+            if ((uint32_t)(j - lo) >= span) continue;
+            const int32_t at = cnt[j]++;
+            bt->es[at] = s;
+            pos[q] = at;
+        }
     }
 }
 
@@ -182,9 +210,8 @@ SLIDE_INLINE const float *slide_batch_wrow(const slide_layer *L, const slide_bat
     return buf;
 }
 
-/* Phase 3 over union rows [r0, r1): logits. Scratch: wbuf (d), sids, zs (B). */
-static void slide_batch_forward(const slide_net *net, slide_batch *bt, int32_t r0, int32_t r1, float *wbuf,
-                                int32_t *sids, float *zs) {
+/* Phase 3 over union rows [r0, r1): logits, in entry order. Scratch: wbuf (d). */
+static void slide_batch_forward(const slide_net *net, slide_batch *bt, int32_t r0, int32_t r1, float *wbuf) {
     const slide_layer *L = &net->layers[net->n_layers - 1];
     const slide_mat hm = slide_batch_hmat(bt, 1);
     for (int32_t r = r0; r < r1; r++) {
@@ -196,20 +223,22 @@ static void slide_batch_forward(const slide_net *net, slide_batch *bt, int32_t r
             else
                 slide_prefetch_span(L->W.w + o, (int64_t)bt->d * 4);
         }
-        for (int32_t i = 0; i < n; i++) sids[i] = bt->es[e0 + i];
         const float *x = slide_batch_wrow(L, bt, j, wbuf, 1);
-        bt->fwd(&hm, NULL, x, bt->d, sids, n, zs);
+        float *z = bt->E + e0;
+        bt->fwd(&hm, NULL, x, bt->d, bt->es + e0, n, z);
         const float bj = L->W.b[j];
-        for (int32_t i = 0; i < n; i++) bt->Z[(int64_t)sids[i] * bt->cap + bt->ep[e0 + i]] = zs[i] + bj;
+        for (int32_t i = 0; i < n; i++) z[i] += bj;
     }
 }
 
 /* Phase 4 for sample s: softmax cross-entropy over its active set (labels
- * first); Z becomes dL/dz * scale. Returns the loss. */
+ * first); its entries of E become dL/dz * scale. Returns the loss. */
 static float slide_batch_softmax(const slide_net *net, slide_batch *bt, int32_t s, float scale) {
     const int32_t n = bt->nA[s], nf = bt->nF[s];
     if (n == 0) return 0.f;
     float *z = bt->Z + (int64_t)s * bt->cap;
+    const int32_t *pos = bt->epos + (int64_t)s * bt->cap;
+    for (int32_t i = 0; i < n; i++) z[i] = bt->E[pos[i]];
     float mx = net->compat ? 0.f : -INFINITY;
     for (int32_t i = 0; i < n; i++) mx = z[i] > mx ? z[i] : mx;
     double sum = 0.0;
@@ -228,14 +257,15 @@ static float slide_batch_softmax(const slide_net *net, slide_batch *bt, int32_t 
             z[i] = p * scale;
         }
     }
+    for (int32_t i = 0; i < n; i++) bt->E[pos[i]] = z[i];
     return loss;
 }
 
 /* Phase 5 over union rows [r0, r1): gradients and Adam, fused. dH: this
  * thread's B x ldh input-gradient accumulator. Scratch: wbuf, gvec (d,
- * zeroed), sids, gs, gbs (B). */
+ * zeroed), gbs (B). */
 static void slide_batch_backward_adam(slide_net *net, slide_batch *bt, int32_t r0, int32_t r1, float *dH,
-                                      float *wbuf, float *gvec, int32_t *sids, float *gs, float *gbs,
+                                      float *wbuf, float *gvec, float *gbs,
                                       const slide_adam_params *p, int dense_update, int32_t batch) {
     slide_layer *L = &net->layers[net->n_layers - 1];
     const slide_mat hm = slide_batch_hmat(bt, 0);
@@ -253,17 +283,19 @@ static void slide_batch_backward_adam(slide_net *net, slide_batch *bt, int32_t r
             __builtin_prefetch(L->mb + jn);
             __builtin_prefetch(L->vb + jn);
         }
+        const float *gs = bt->E + e0;
         float gb = 0.f;
-        for (int32_t i = 0; i < n; i++) {
-            sids[i] = bt->es[e0 + i];
-            gs[i] = bt->Z[(int64_t)sids[i] * bt->cap + bt->ep[e0 + i]];
-            gb += gs[i];
-        }
+        for (int32_t i = 0; i < n; i++) gb += gs[i];
         const float *x = slide_batch_wrow(L, bt, j, wbuf, 0);
-        /* dx of this call is the weight row's gradient; its "gW" is dH */
-        bt->bwd(&hm, dH, gbs, NULL, x, bt->d, sids, gs, n, gvec);
-        L->adam(L->W.w + j * ld, L->W.wb ? L->W.wb + j * ld : NULL, L->mW + j * ld, L->vW + j * ld, gvec, ld,
-                bt->d, NULL, 1, p);
+        if (bt->row_adam) {
+            bt->row_adam(L->W.w + j * ld, L->W.wb ? L->W.wb + j * ld : NULL, L->mW + j * ld, L->vW + j * ld, x,
+                         bt->H, dH, bt->ldh, bt->d, bt->es + e0, gs, n, p);
+        } else {
+            /* dx of this call is the weight row's gradient; its "gW" is dH */
+            bt->bwd(&hm, dH, gbs, NULL, x, bt->d, bt->es + e0, gs, n, gvec);
+            L->adam(L->W.w + j * ld, L->W.wb ? L->W.wb + j * ld : NULL, L->mW + j * ld, L->vW + j * ld, gvec, ld,
+                    bt->d, NULL, 1, p);
+        }
         L->adam(L->W.b + j, NULL, L->mb + j, L->vb + j, &gb, 1, 1, NULL, 1, p);
         if (dense_update) L->row_stamp[j] = batch; /* updated here; the dense pass skips it */
         bt->cnt[j] = 0;

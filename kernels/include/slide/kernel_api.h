@@ -73,6 +73,19 @@ typedef void (*slide_bwd_cols_fn)(const slide_mat *m, float *gW, float *gb, cons
 typedef void (*slide_adam_fn)(float *w, bf16_t *wb, float *m, float *v, float *g, int64_t ld, int32_t cols,
                               const int32_t *rows, int64_t nrows, const slide_adam_params *p);
 
+/* Backward and Adam of one row-major weight row w (d columns) at once, for
+ * the batched output layer: with the row's n entries (ids[i] a row of H and
+ * dH, g[i] its output gradient), in entry order,
+ *   grad[k] = sum_i g[i] H[ids[i], k]
+ *   dH[ids[i], k] += g[i] x[k]     (x: the weights the forward used; may be w)
+ * then one Adam step of w, m, v with grad (wb != NULL: the bf16 copy too).
+ * The same arithmetic, in the same order, as bwd_rows (H as the matrix, x as
+ * the input, dH as its gradient, grad as dx) followed by adam on the row:
+ * what fusing saves is the gradient buffer and a second pass over the row. */
+typedef void (*slide_row_adam_fn)(float *w, bf16_t *wb, float *m, float *v, const float *x, const float *H,
+                                  float *dH, int64_t ldh, int32_t d, const int32_t *ids, const float *g, int32_t n,
+                                  const slide_adam_params *p);
+
 /* One variant of the layer ops: what the engine calls through. */
 typedef struct {
     slide_fwd_rows_fn fwd_rows;

@@ -366,4 +366,47 @@ SLIDE_TAVX2 static void slide_adam_f32_avx2(float *w, bf16_t *wb, float *m, floa
     }
 }
 
+/* Fused row backward + Adam (see kernel_api.h): per 8 columns, the entries'
+ * gradient and input-gradient updates in registers, then Adam, with the
+ * expressions of a2_bwd_rows and slide_adam_f32_avx2. */
+SLIDE_TAVX2 static void slide_row_adam_f32_avx2(float *w, bf16_t *wb, float *m, float *v, const float *x,
+                                               const float *H, float *dH, int64_t ldh, int32_t d,
+                                               const int32_t *ids, const float *g, int32_t n,
+                                               const slide_adam_params *p) {
+    const __m256 b1 = _mm256_set1_ps(p->beta1), b2 = _mm256_set1_ps(p->beta2);
+    const __m256 c1 = _mm256_set1_ps(p->one_minus_beta1), c2 = _mm256_set1_ps(p->one_minus_beta2);
+    const __m256 lr = _mm256_set1_ps(p->lr_t), eps = _mm256_set1_ps(p->eps);
+    for (int32_t k = 0; k < d; k += 8) {
+        const int32_t left = d - k;
+        const __m256i mk = a2_mask(left);
+        const __m256 xk = a2_ld(x + k, mk, left); /* before w is written: x may be w */
+        __m256 gk = _mm256_setzero_ps();
+        for (int32_t i = 0; i < n; i++) {
+            const __m256 gi = _mm256_set1_ps(g[i]);
+            const int64_t o = (int64_t)ids[i] * ldh + k;
+            gk = _mm256_fmadd_ps(gi, a2_ld(H + o, mk, left), gk);
+            a2_st(dH + o, mk, left, _mm256_fmadd_ps(gi, xk, a2_ld(dH + o, mk, left)));
+        }
+        const __m256 mv = _mm256_add_ps(_mm256_mul_ps(b1, a2_ld(m + k, mk, left)), _mm256_mul_ps(c1, gk));
+        const __m256 vv = _mm256_add_ps(_mm256_mul_ps(b2, a2_ld(v + k, mk, left)),
+                                        _mm256_mul_ps(_mm256_mul_ps(c2, gk), gk));
+        const __m256 step = _mm256_div_ps(_mm256_mul_ps(lr, mv), _mm256_add_ps(_mm256_sqrt_ps(vv), eps));
+        const __m256 wk = _mm256_sub_ps(a2_ld(w + k, mk, left), step);
+        a2_st(m + k, mk, left, mv);
+        a2_st(v + k, mk, left, vv);
+        a2_st(w + k, mk, left, wk);
+        if (wb) {
+            const __m256i bits = a2_to_bf16_bits(wk);
+            const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(bits, bits), 0xD8);
+            if (left >= 8) {
+                _mm_storeu_si128((__m128i *)(wb + k), _mm256_castsi256_si128(packed));
+            } else {
+                bf16_t tmp[8];
+                _mm_storeu_si128((__m128i *)tmp, _mm256_castsi256_si128(packed));
+                for (int32_t q = 0; q < left; q++) wb[k + q] = tmp[q];
+            }
+        }
+    }
+}
+
 #endif

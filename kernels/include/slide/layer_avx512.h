@@ -358,4 +358,36 @@ SLIDE_T512 static void slide_adam_f32_avx512(float *w, bf16_t *wb, float *m, flo
     }
 }
 
+/* Fused row backward + Adam (see kernel_api.h): per 16 columns, the entries'
+ * gradient and input-gradient updates in registers, then Adam, with the
+ * expressions of s512_bwd_rows and s512_adam_row. */
+SLIDE_T512 static void slide_row_adam_f32_avx512(float *w, bf16_t *wb, float *m, float *v, const float *x,
+                                                 const float *H, float *dH, int64_t ldh, int32_t d,
+                                                 const int32_t *ids, const float *g, int32_t n,
+                                                 const slide_adam_params *p) {
+    const __m512 b1 = _mm512_set1_ps(p->beta1), b2 = _mm512_set1_ps(p->beta2);
+    const __m512 c1 = _mm512_set1_ps(p->one_minus_beta1), c2 = _mm512_set1_ps(p->one_minus_beta2);
+    const __m512 lr = _mm512_set1_ps(p->lr_t), eps = _mm512_set1_ps(p->eps);
+    for (int32_t k = 0; k < d; k += 16) {
+        const __mmask16 mk = s512_mask(d - k);
+        const __m512 xk = _mm512_maskz_loadu_ps(mk, x + k); /* before w is written: x may be w */
+        __m512 gk = _mm512_setzero_ps();
+        for (int32_t i = 0; i < n; i++) {
+            const __m512 gi = _mm512_set1_ps(g[i]);
+            const int64_t o = (int64_t)ids[i] * ldh + k;
+            gk = _mm512_fmadd_ps(gi, _mm512_maskz_loadu_ps(mk, H + o), gk);
+            _mm512_mask_storeu_ps(dH + o, mk, _mm512_fmadd_ps(gi, xk, _mm512_maskz_loadu_ps(mk, dH + o)));
+        }
+        const __m512 mv = _mm512_add_ps(_mm512_mul_ps(b1, _mm512_maskz_loadu_ps(mk, m + k)), _mm512_mul_ps(c1, gk));
+        const __m512 vv = _mm512_add_ps(_mm512_mul_ps(b2, _mm512_maskz_loadu_ps(mk, v + k)),
+                                        _mm512_mul_ps(_mm512_mul_ps(c2, gk), gk));
+        const __m512 step = _mm512_div_ps(_mm512_mul_ps(lr, mv), _mm512_add_ps(_mm512_sqrt_ps(vv), eps));
+        const __m512 wk = _mm512_sub_ps(_mm512_maskz_loadu_ps(mk, w + k), step);
+        _mm512_mask_storeu_ps(m + k, mk, mv);
+        _mm512_mask_storeu_ps(v + k, mk, vv);
+        _mm512_mask_storeu_ps(w + k, mk, wk);
+        if (wb) _mm256_mask_storeu_epi16(wb + k, mk, _mm512_cvtepi32_epi16(s512_to_bf16_bits(wk)));
+    }
+}
+
 #endif

@@ -223,4 +223,28 @@ static void slide_adam_f32_scalar(float *w, bf16_t *wb, float *m, float *v, floa
     }
 }
 
+/* Fused row backward + Adam (see kernel_api.h); the expressions of
+ * slide_bwd_rows_f32_scalar and slide_adam_f32_scalar, element by element. */
+static void slide_row_adam_f32_scalar(float *w, bf16_t *wb, float *m, float *v, const float *x, const float *H,
+                                      float *dH, int64_t ldh, int32_t d, const int32_t *ids, const float *g,
+                                      int32_t n, const slide_adam_params *p) {
+    const float b1 = p->beta1, b2 = p->beta2, c1 = p->one_minus_beta1, c2 = p->one_minus_beta2;
+    const float lr = p->lr_t, eps = p->eps;
+    for (int32_t k = 0; k < d; k++) {
+        const float xk = x[k]; /* read before w[k] is written: x may be w */
+        float gk = 0.f;
+        for (int32_t i = 0; i < n; i++) {
+            const int64_t o = (int64_t)ids[i] * ldh + k;
+            gk += g[i] * H[o];
+            dH[o] += g[i] * xk;
+        }
+        const float mk = b1 * m[k] + c1 * gk;
+        const float vk = b2 * v[k] + c2 * gk * gk;
+        m[k] = mk;
+        v[k] = vk;
+        w[k] -= lr * mk / (sqrtf(vk) + eps);
+        if (wb) wb[k] = slide_f32_to_bf16(w[k]);
+    }
+}
+
 #endif

@@ -29,7 +29,7 @@
 typedef void (*slide_any_fn)(void);
 
 typedef struct {
-    const char *op;    /* fwd_rows, bwd_rows, fwd_cols, bwd_cols, adam, hash, hash_rows */
+    const char *op;    /* fwd_rows, bwd_rows, fwd_cols, bwd_cols, adam, row_adam, hash, hash_rows */
     const char *dtype; /* f32, bf16 (bf16 weights), bf16act (bf16 weights and activations) */
     const char *isa;   /* scalar, avx2, avx512, avx512_bf16 */
     slide_any_fn fn;
@@ -49,6 +49,7 @@ static const slide_kernel_entry slide_registry[] = {
     SLIDE_K("fwd_rows", "bf16act", "scalar", slide_fwd_rows_bf16act_scalar),
     SLIDE_K("fwd_cols", "bf16act", "scalar", slide_fwd_cols_bf16act_scalar),
     SLIDE_K("adam", "f32", "scalar", slide_adam_f32_scalar),
+    SLIDE_K("row_adam", "f32", "scalar", slide_row_adam_f32_scalar),
     SLIDE_K("hash", "f32", "scalar", slide_hash_scalar),
     SLIDE_K("hash_rows", "f32", "scalar", slide_hash_rows_scalar),
 #if defined(SLIDE_COMPILED_AVX2)
@@ -63,6 +64,7 @@ static const slide_kernel_entry slide_registry[] = {
     SLIDE_K("bwd_cols", "f32", "avx2", slide_bwd_cols_f32_avx2),
     SLIDE_K("bwd_cols", "bf16", "avx2", slide_bwd_cols_bf16_avx2),
     SLIDE_K("adam", "f32", "avx2", slide_adam_f32_avx2),
+    SLIDE_K("row_adam", "f32", "avx2", slide_row_adam_f32_avx2),
     SLIDE_K("hash", "f32", "avx2", slide_hash_avx2),
     SLIDE_K("hash_rows", "f32", "avx2", slide_hash_rows_avx2),
 #endif
@@ -78,6 +80,7 @@ static const slide_kernel_entry slide_registry[] = {
     SLIDE_K("bwd_cols", "f32", "avx512", slide_bwd_cols_f32_avx512),
     SLIDE_K("bwd_cols", "bf16", "avx512", slide_bwd_cols_bf16_avx512),
     SLIDE_K("adam", "f32", "avx512", slide_adam_f32_avx512),
+    SLIDE_K("row_adam", "f32", "avx512", slide_row_adam_f32_avx512),
     SLIDE_K("hash", "f32", "avx512", slide_hash_avx512),
 #endif
 #if defined(SLIDE_COMPILED_AVX512BF16)
