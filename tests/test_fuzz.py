@@ -16,7 +16,7 @@ Contracts checked:
   --max-samples 64`` plus random train flags returns 0, 2 (user error; 3 is
   the documented numerical-error code) or exits 2 from argparse, without a
   traceback, with a one-line error.
-* Engine boundary: ``_core.op_forward/op_backward/op_adam`` with random
+* Engine boundary: ``_core.op_forward/op_backward/op_adam/op_row_adam`` with random
   shapes, index arrays and dtypes either run (valid input must run) or raise
   IndexError/ValueError/TypeError/KeyError (OverflowError for scalar
   arguments outside the C int range), for the scalar kernels, the AVX-512
@@ -43,6 +43,7 @@ test_cli_train_random_flags                40     400
 test_engine_forward                       300    3000
 test_engine_backward                      300    3000
 test_engine_adam                          200    2000
+test_engine_row_adam                      200    2000
 =====================================  ========  ======
 
 Engine-boundary bugs the fuzzing found (``FIXED_ENGINE_BUGS``) keep a
@@ -1029,6 +1030,68 @@ def test_engine_adam(case):
     _check_outcome(res, err, kinds, overflow)
     if err is not None:
         assert np.array_equal(kw["W"], W0, equal_nan=True), "a rejected call changed W"
+
+
+@st.composite
+def row_adam_cases(draw):
+    kinds = set()
+    kernel = draw(st.sampled_from(engine_kernels("row_adam")))
+    if draw(st.integers(0, 14)) == 0:
+        kernel = draw(st.sampled_from(["f32/nope", "bf16/scalar", "row_adam", "f32/avx512_bf16"]))
+        kinds.add("kernel_bogus")
+    P = lambda: draw(st.integers(0, 9)) == 0  # noqa: E731
+    d = draw(st.integers(0, 40))
+    B = draw(st.integers(0, 12))
+    ldh = draw(st.sampled_from([d, d + 1, -(-d // 16) * 16, -(-d // 16) * 16 + 16]))
+    vecs = {name: _float_vec(draw, d, P(), kinds, name) for name in ("w", "m", "v")}
+    vecs["x"] = vecs["w"] if draw(st.booleans()) else _float_vec(draw, d, P(), kinds, "x")
+    wb = None
+    if draw(st.booleans()):
+        wb = np.zeros(d, np.uint16)
+        if P():
+            kinds.add("wb_bad")
+            wb = draw(st.sampled_from([np.zeros(d + 1, np.uint16), np.zeros(d, np.float32), np.zeros((1, d), np.uint16)]))
+    rng = _rng(draw)
+    H = rng.standard_normal((B, ldh)).astype(np.float32)
+    dH = np.zeros((B, ldh), np.float32)
+    if P():
+        how = draw(st.sampled_from(["H_short", "dH_shape", "H_float64", "H_1d", "dH_readonly"]))
+        kinds.add(how)
+        if how == "H_short":
+            if d == 0:
+                kinds.discard(how)
+            else:
+                H, dH = H[:, : d - 1].copy(), dH[:, : d - 1].copy()
+        elif how == "dH_shape":
+            dH = np.zeros((B + 1, ldh), np.float32)
+        elif how == "H_float64":
+            H = H.astype(np.float64)
+        elif how == "H_1d":
+            H = H.ravel()
+        else:
+            dH = _readonly(dH)
+    ids = _index_array(draw, B, 12, P(), kinds, "ids")
+    n = len(ids) if hasattr(ids, "__len__") else 0
+    g = _float_vec(draw, n, P(), kinds, "g")
+    lr = draw(st.sampled_from([1e-3, 0.0, 1.0, float("nan"), -1.0]))
+    return dict(kernel=kernel, w=vecs["w"], wb=wb, m=vecs["m"], v=vecs["v"], x=vecs["x"], H=H, dH=dH, ids=ids, g=g,
+                lr_t=lr), kinds, False
+
+
+@fuzz(200)
+@given(row_adam_cases())
+def test_engine_row_adam(case):
+    kw, kinds, overflow = case
+    assume(not (kinds & SKIP_KINDS))
+    w0 = kw["w"].copy() if isinstance(kw["w"], np.ndarray) else None
+    dH0 = kw["dH"].copy() if isinstance(kw["dH"], np.ndarray) else None
+    res, err = _call(_core.op_row_adam, kinds, **kw)
+    _check_outcome(res, err, kinds, overflow)
+    if err is not None:  # a rejected call must not have run the kernel
+        if w0 is not None:
+            assert np.array_equal(kw["w"], w0, equal_nan=True), "a rejected call changed w"
+        if dH0 is not None:
+            assert np.array_equal(kw["dH"], dH0, equal_nan=True), "a rejected call changed dH"
 
 
 # ---- known engine bugs: minimal reproducers, each in its own process
