@@ -364,10 +364,16 @@ def test_hash_rows_kernels_equal_per_row_scalar(k, family):
         W[1, :dim] = 1.0  # ties everywhere
         W[2, ::3] = np.nan
         W[3, :dim:2] = -np.inf
-        want = _core.hash_dense(h.params, np.ascontiguousarray(W[:, :dim]), "f32/scalar")
-        for j0, j1 in ((0, n), (1, n), (3, 3 + min(8, n - 3))):
-            got = _core.hash_rows(h.params, W, j0, j1, k.name)
-            np.testing.assert_array_equal(got, want[j0:j1], err_msg=f"{k} {family} rows {j0}:{j1}")
+        # and rows like trained weights: no zero, no NaN (the SIMD fast path), with ties and infinities
+        W2 = np.zeros((n, ld), np.float32)
+        W2[:, :dim] = np.round(rng.standard_normal((n, dim)), 1) + 0.05
+        W2[n - 1, :dim:5] = -np.inf
+        W2[n - 2, :dim:7] = np.inf
+        for M in (W, W2):
+            want = _core.hash_dense(h.params, np.ascontiguousarray(M[:, :dim]), "f32/scalar")
+            for j0, j1 in ((0, n), (1, n), (3, 3 + min(8, n - 3))):
+                got = _core.hash_rows(h.params, M, j0, j1, k.name)
+                np.testing.assert_array_equal(got, want[j0:j1], err_msg=f"{k} {family} rows {j0}:{j1}")
 
 
 @pytest.mark.parametrize("threads", [1, 2])

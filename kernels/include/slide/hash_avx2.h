@@ -99,6 +99,38 @@ SLIDE_THASH2 static void slide_hash_rows_avx2(const slide_hasher *hs, slide_hash
         for (; c < dim; c++)
             for (int r = 0; r < 8; r++) tb[c * 8 + r] = w[(int64_t)(j + r) * ld + c];
         const __m256 zero = _mm256_setzero_ps();
+        /* Fast path: no NaN in the block, and for DWTA no zero either (trained
+         * weights): every slot is present, so the scalar rule reduces to "the
+         * first slot, then any strictly greater one" and no bin is empty. */
+        __m256 odd = _mm256_setzero_ps();
+        for (c = 0; c < dim; c++) {
+            const __m256 v = _mm256_load_ps(tb + c * 8);
+            odd = _mm256_or_ps(odd, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+            if (skip) odd = _mm256_or_ps(odd, _mm256_cmp_ps(v, zero, _CMP_EQ_OQ));
+        }
+        if (!_mm256_movemask_ps(odd)) {
+            int32_t tmp[256 * 8] __attribute__((aligned(32))); /* 8 KiB: bins h0..h0+255 of the 8 rows */
+            for (int32_t h0 = 0; h0 < H; h0 += 256) {
+                const int32_t nh = H - h0 < 256 ? H - h0 : 256;
+                for (int32_t h = 0; h < nh; h++) {
+                    const int32_t *cs = hs->coord_of_slot + (int64_t)(h0 + h) * 8;
+                    __m256 best = _mm256_load_ps(tb + cs[0] * 8);
+                    __m256 arg = _mm256_setzero_ps();
+                    for (int s = 1; s < 8; s++) {
+                        const __m256 v = _mm256_load_ps(tb + cs[s] * 8);
+                        const __m256 gt = _mm256_cmp_ps(v, best, _CMP_GT_OQ);
+                        best = _mm256_max_ps(best, v);
+                        arg = _mm256_blendv_ps(arg, _mm256_castsi256_ps(_mm256_set1_epi32(s)), gt);
+                    }
+                    _mm256_store_ps((float *)(tmp + h * 8), arg);
+                }
+                for (int r = 0; r < 8; r++) {
+                    uint32_t *o = out + (int64_t)(j - j0 + r) * H + h0;
+                    for (int32_t h = 0; h < nh; h++) o[h] = (uint32_t)tmp[h * 8 + r];
+                }
+            }
+            continue;
+        }
         int32_t argv[8] __attribute__((aligned(32)));
         for (int32_t h = 0; h < H; h++) {
             const int32_t *cs = hs->coord_of_slot + (int64_t)h * 8;
