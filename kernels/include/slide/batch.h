@@ -149,16 +149,19 @@ static void slide_batch_rows(slide_batch *bt, int32_t lo, int32_t hi, int32_t rb
 static void slide_batch_place(slide_batch *bt, int32_t lo, int32_t hi) {
     int32_t *cnt = bt->cnt;
     const uint32_t span = (uint32_t)(hi - lo);
+    /* branch-free, as the count: ids outside the range go through dummies */
+    int32_t dcnt = 0, des = 0, dpos = 0;
     for (int32_t s = 0; s < bt->B; s++) {
         const int32_t *a = bt->A + (int64_t)s * bt->cap;
         int32_t *pos = bt->epos + (int64_t)s * bt->cap;
         const int32_t n = bt->nA[s];
         for (int32_t q = 0; q < n; q++) {
             const int32_t j = a[q];
-            if ((uint32_t)(j - lo) >= span) continue;
-            const int32_t at = cnt[j]++;
-            bt->es[at] = s;
-            pos[q] = at;
+            const int in = (uint32_t)(j - lo) < span;
+            int32_t *c = in ? cnt + j : &dcnt;
+            const int32_t at = (*c)++;
+            *(in ? bt->es + at : &des) = s;
+            *(in ? pos + q : &dpos) = at;
         }
     }
 }
