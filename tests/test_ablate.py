@@ -300,4 +300,4 @@ def test_shipped_grids_parse():
     root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench", "grids")
     sizes = {name: len(ablate.Grid.from_toml(os.path.join(root, name)).points())
              for name in sorted(os.listdir(root)) if name.endswith(".toml")}
-    assert sizes == {"kernels.toml": 16, "scalar.toml": 4, "speed.toml": 16}
+    assert sizes == {"fuse.toml": 2, "kernels.toml": 16, "scalar.toml": 4, "speed.toml": 16}

@@ -88,7 +88,7 @@ class Config:
     deterministic: bool = False  # one thread, identical results run to run
     precision: str = "fp32"
     isa: str = "auto"
-    placement: str = "aligned"  # default | aligned | hugepage (see workbench.memory)
+    placement: str = "hugepage"  # default | aligned | hugepage (see workbench.memory); what was granted is reported
     prefetch: int = 8  # SIMD kernels: software-prefetch active rows this far ahead (0: off)
     fuse_update: bool = True  # batched strategy: an output row's backward and Adam in one kernel (row_adam)
     kernels: dict = field(default_factory=dict)  # per-op overrides, e.g. {"fwd_rows": "f32/scalar"}
