@@ -187,6 +187,11 @@ cdef extern from "slide/registry.h" nogil:
         int32_t n_union
         int32_t *es
         int32_t *epos
+        int32_t *blab
+        int32_t n_blab
+        int32_t blab_cap
+        int32_t *blab_stamp
+        int32_t blab_epoch
         float *E
         slide_fwd_rows_fn fwd
         slide_bwd_rows_fn bwd
@@ -664,11 +669,13 @@ cdef class Engine:
     # ---- batched output layer -----------------------------------------------------
 
     def setup_batch(self, int Bmax, int cap, str fwd_kernel, str bwd_kernel, int prefetch=4, bint round_inputs=False,
-                    bint round_weights=False, str row_adam_kernel=""):
+                    bint round_weights=False, str row_adam_kernel="", int batch_labels=0):
         """Allocate the buffers of the batched output layer for batches of up to
         Bmax samples whose output active sets hold at most cap neurons.
         row_adam_kernel: the fused backward + Adam kernel of an output row
-        ("": bwd_kernel, then the layer's Adam kernel)."""
+        ("": bwd_kernel, then the layer's Adam kernel). batch_labels: up to
+        this many of a batch's distinct labels join every sample's active set
+        (cap must leave room for them)."""
         self._check_ready(1)
         cdef int last = self.net.n_layers - 1
         if last < 1 or self.net.layers[last - 1].lsh or not self.net.layers[last].lsh:
@@ -710,6 +717,12 @@ cdef class Engine:
         self.bt.es = <int32_t*>_ptr(arr(Bmax * cap, np.int32), np.int32, "es")
         self.bt.epos = <int32_t*>_ptr(arr(Bmax * cap, np.int32), np.int32, "epos")
         self.bt.E = <float*>_ptr(arr(Bmax * cap, np.float32), np.float32, "E")
+        if batch_labels < 0:
+            raise ValueError("batch_labels must be >= 0")
+        self.bt.blab_cap = min(batch_labels, L.n_out)
+        if self.bt.blab_cap:
+            self.bt.blab = <int32_t*>_ptr(arr(self.bt.blab_cap, np.int32), np.int32, "blab")
+            self.bt.blab_stamp = <int32_t*>_ptr(arr(L.n_out, np.int32), np.int32, "blab_stamp")
         self.bt.fwd = <slide_fwd_rows_fn>_lookup("fwd_rows", fwd_kernel)
         self.bt.bwd = <slide_bwd_rows_fn>_lookup("bwd_rows", bwd_kernel)
         self.bt.row_adam = <slide_row_adam_fn>_lookup("row_adam", row_adam_kernel) if row_adam_kernel else NULL
@@ -743,7 +756,8 @@ cdef class Engine:
         cdef slide_layer *L = &self.net.layers[last]
         cdef slide_batch *bt = &self.bt
         bt.B = B
-        cdef int64_t i, s, a, z
+        cdef int64_t i, s, a, z, yi
+        cdef int32_t y
         cdef int tid = 0
         cdef slide_thread *th = NULL
         cdef const int32_t *xi = &indices[0] if indices.shape[0] else _EMPTY_I
@@ -752,6 +766,22 @@ cdef class Engine:
         cdef int64_t t0 = slide_now_ns(), t1, t2, t3, t4, t5, t6
         cdef int T = n_threads
         cdef int32_t n_out = L.n_out
+        bt.n_blab = 0
+        if bt.blab_cap:  # the batch's distinct labels, in batch order, at most blab_cap of them
+            if bt.blab_epoch == 2**31 - 1:
+                memset(bt.blab_stamp, 0, n_out * sizeof(int32_t))
+                bt.blab_epoch = 0
+            bt.blab_epoch += 1
+            for i in range(B):
+                s = order[start + i]
+                for yi in range(label_indptr[s], label_indptr[s + 1]):
+                    y = labels[yi]
+                    if y < 0 or y >= n_out or bt.blab_stamp[y] == bt.blab_epoch:
+                        continue
+                    bt.blab_stamp[y] = bt.blab_epoch
+                    if bt.n_blab < bt.blab_cap:
+                        bt.blab[bt.n_blab] = y
+                        bt.n_blab += 1
         # One parallel region for the whole batch, phases separated by explicit
         # barriers (Cython's prange inside a parallel block is "omp for
         # nowait"): a batch costs one thread wake-up, not one per phase, which

@@ -45,6 +45,8 @@ CONFIG_HELP = {
     "sampling": "vanilla | topk | threshold | uniform | exact",
     "top_k": "active neurons kept by topk/exact sampling", "threshold": "collision count for threshold sampling",
     "min_active": "random top-up to at least this many active neurons",
+    "batch_labels": "batched strategy: add up to N of the batch's labels to every sample's active set as "
+                    "negatives (in-batch negatives; 0: off)",
     "compat": "reproduce the reference implementation's bucket-id shift and softmax shift",
     "rehash": "rebuild tables from current weights every N samples",
     "rebuild": "draw new hash functions every N samples",

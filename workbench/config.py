@@ -70,6 +70,7 @@ class Config:
     top_k: int = 1000
     threshold: int = 2
     min_active: int = 1000
+    batch_labels: int = 0  # batched strategy: up to this many of the batch's labels join every active set
     compat: bool = False
     rehash: int = 6400
     rebuild: int = 128_000
@@ -162,6 +163,7 @@ class Config:
         check_int("top_k", 1)
         check_int("threshold", 1)
         check_int("min_active", 0)
+        check_int("batch_labels", 0, 1 << 20)
         for key in ("compat", "fuse_update"):
             if not isinstance(getattr(self, key), bool):
                 bad(key, f"expected true or false, got {getattr(self, key)!r}")

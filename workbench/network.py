@@ -205,6 +205,10 @@ class Network:
             raise ConfigError("config 'strategy': 'batched' needs a dense last hidden layer feeding a row-major "
                               "LSH output layer; use 'hogwild' or 'auto' for this network")
         if cfg.strategy == "hogwild" or not ok:
+            if cfg.batch_labels:
+                raise ConfigError("config 'batch_labels': in-batch label negatives need the batched strategy "
+                                  "(a dense last hidden layer feeding a row-major LSH output layer, strategy "
+                                  "'batched' or 'auto'); set batch_labels = 0 for this network")
             return "hogwild"
         return "batched"
 
@@ -229,13 +233,14 @@ class Network:
         cfg = self.config
         out = self.layers[-1]
         max_labels = int(np.diff(data.label_indptr).max(initial=0))
-        cap = min(out.n_out, max(cfg.L * cfg.bucket_size, cfg.top_k, cfg.min_active) + max_labels)
+        cap = min(out.n_out, max(cfg.L * cfg.bucket_size, cfg.top_k, cfg.min_active) + max_labels
+                  + cfg.batch_labels)
         if cap > self._batch_cap:
             fwd, bwd, fused = self._union_kernels()
             self.batch_bytes = self._engine.setup_batch(cfg.batch_size, cap, fwd, bwd,
                                                         round_inputs=cfg.precision != "fp32",
                                                         round_weights=cfg.precision == "bf16act",
-                                                        row_adam_kernel=fused)
+                                                        row_adam_kernel=fused, batch_labels=cfg.batch_labels)
             self._batch_cap = cap
 
     # ---- LSH maintenance ----------------------------------------------------

@@ -58,10 +58,13 @@ def estimate(cfg: Config, *, data_bytes: int = 0, max_labels: int = 64, threads:
                and cfg.layer_modes[-2] == "dense" and cfg.layouts[-1] == "rowmajor")
     if batched:
         B = cfg.batch_size
-        cap = min(out, max(cfg.L * cfg.bucket_size, cfg.top_k, cfg.min_active) + max_labels)
+        cap = min(out, max(cfg.L * cfg.bucket_size, cfg.top_k, cfg.min_active) + max_labels + cfg.batch_labels)
         d = widths[-2]
-        items["batched_layer"] = (4 * B * _ld(d) * (1 + T) + 4 * B * sum(cfg.hidden) + 16 * B * cap + 12 * out
-                                  + 4 * T * (2 * _ld(d) + 4 * B))
+        # H, dH per thread, activations; A, Z, es, epos, E (B x cap each); cnt, urows, uoff; the batch's
+        # labels and their stamps; per-thread row buffers
+        items["batched_layer"] = (4 * B * _ld(d) * (1 + T) + 4 * B * sum(cfg.hidden) + 20 * B * cap + 12 * out
+                                  + (4 * out + 4 * cfg.batch_labels if cfg.batch_labels else 0)
+                                  + 4 * T * (2 * _ld(d) + B))
     items["data"] = int(data_bytes)
     total = sum(items.values())
     return {"total_bytes": total, "items": items, "threads": T}

@@ -58,6 +58,12 @@ typedef struct {
     int32_t n_union;
     int32_t *es;    /* entries: sample */
     int32_t *epos;  /* B x cap: the entry slot of (sample, position) */
+    /* in-batch label negatives: the batch's distinct labels (at most blab_cap), joined to every active set */
+    int32_t *blab;
+    int32_t n_blab;
+    int32_t blab_cap;
+    int32_t *blab_stamp; /* n_out: the listing (blab_epoch) that last took the label */
+    int32_t blab_epoch;
     float *E;       /* entries: logit, then output gradient */
     /* kernels for the union phases */
     slide_fwd_rows_fn fwd;
@@ -95,8 +101,19 @@ static int slide_batch_select(slide_net *net, slide_thread *th, slide_batch *bt,
     const float *hin = bt->H + (int64_t)s * bt->ldh;
     if (bt->Hr) /* the forward products use bf16 activations: round once per sample, not once per row */
         for (int32_t k = 0; k < bt->d; k++) bt->Hr[(int64_t)s * bt->ldh + k] = slide_round_bf16(hin[k]);
-    const int32_t n = slide_select(net, th, last, NULL, hin, bt->d, labels, n_labels, &forced);
-    const int32_t *ids = th->ids[last];
+    int32_t n = slide_select(net, th, last, NULL, hin, bt->d, labels, n_labels, &forced);
+    int32_t *ids = th->ids[last];
+    if (bt->n_blab) { /* the other samples' labels, as negatives (this sample's own are forced in already) */
+        int32_t *stamp = th->stamp[last];
+        const int32_t ep = th->epoch[last], n0 = n;
+        for (int32_t q = 0; q < bt->n_blab; q++) {
+            const int32_t y = bt->blab[q];
+            if (stamp[y] == ep) continue;
+            stamp[y] = ep;
+            ids[n++] = y;
+        }
+        th->active_sum[last] += n - n0;
+    }
     memcpy(bt->A + (int64_t)s * bt->cap, ids, (size_t)n * sizeof(int32_t));
     bt->nA[s] = n;
     bt->nF[s] = forced;
