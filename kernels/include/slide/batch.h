@@ -6,7 +6,8 @@
  * phases so that every row of the batch's union of active sets is read once:
  *
  *   1. per sample: hidden layers forward, LSH selection of the output layer's
- *      active set (labels first), activations kept per sample;
+ *      active set (labels first; with batch_labels, the batch's other labels
+ *      appended as negatives), activations kept per sample;
  *   2. inverted index: the union of active rows, sorted, and for each row the
  *      entries (sample, position) that need it, ordered by sample then
  *      position. Each thread owns a range of row ids and scans every
