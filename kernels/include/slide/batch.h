@@ -282,18 +282,6 @@ static float slide_batch_softmax(const slide_net *net, slide_batch *bt, int32_t 
     return loss;
 }
 
-/* Adam on one value (an output row's bias): the expressions every adam
- * kernel uses (separate multiply and add, correctly rounded sqrt and
- * division), so the result is bitwise theirs, without a kernel call and its
- * masked one-element vector access per union row. */
-SLIDE_INLINE void slide_batch_adam_one(float *w, float *m, float *v, float g, const slide_adam_params *p) {
-    const float mk = p->beta1 * *m + p->one_minus_beta1 * g;
-    const float vk = p->beta2 * *v + p->one_minus_beta2 * g * g;
-    *m = mk;
-    *v = vk;
-    *w -= p->lr_t * mk / (sqrtf(vk) + p->eps);
-}
-
 /* Phase 5 over union rows [r0, r1): gradients and Adam, fused. dH: this
  * thread's B x ldh input-gradient accumulator. Scratch: wbuf, gvec (d,
  * zeroed), gbs (B). */
@@ -329,7 +317,8 @@ static void slide_batch_backward_adam(slide_net *net, slide_batch *bt, int32_t r
             L->adam(L->W.w + j * ld, L->W.wb ? L->W.wb + j * ld : NULL, L->mW + j * ld, L->vW + j * ld, gvec, ld,
                     bt->d, NULL, 1, p);
         }
-        slide_batch_adam_one(L->W.b + j, L->mb + j, L->vb + j, gb, p);
+        /* the bias: bitwise what an adam kernel computes, without a masked one-element kernel call */
+        slide_adam_one(L->W.b + j, L->mb + j, L->vb + j, gb, *p);
         if (dense_update) L->row_stamp[j] = batch; /* updated here; the dense pass skips it */
         bt->cnt[j] = 0;
     }

@@ -50,6 +50,20 @@ typedef struct {
     float eps;
 } slide_adam_params;
 
+/* One Adam step on one value, bias correction folded into lr_t (Kingma & Ba,
+ * sec. 2): m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  w -= lr_t m / (sqrt(v) + eps).
+ * Separate multiplies and adds and correctly rounded sqrt and division, as
+ * every SIMD adam kernel computes them lane by lane, so all agree bitwise.
+ * p by value: inlined in a loop, its fields stay in registers (the arrays may
+ * alias them as far as the compiler knows). */
+SLIDE_INLINE void slide_adam_one(float *w, float *m, float *v, float g, const slide_adam_params p) {
+    const float mk = p.beta1 * *m + p.one_minus_beta1 * g;
+    const float vk = p.beta2 * *v + p.one_minus_beta2 * g * g;
+    *m = mk;
+    *v = vk;
+    *w -= p.lr_t * mk / (sqrtf(vk) + p.eps);
+}
+
 /* Row-major forward: z[i] = b[r] + <W[r, :], x>, r = ids ? ids[i] : i. */
 typedef void (*slide_fwd_rows_fn)(const slide_mat *m, const int32_t *xi, const float *xv, int32_t nx,
                                   const int32_t *ids, int32_t n, float *z);

@@ -351,53 +351,72 @@ SA2 __m256i a2_to_bf16_bits(__m256 v) {
     return _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(rounded), _mm256_castsi256_ps(quiet), nan));
 }
 
+/* Adam's broadcast constants, set up once per call. */
+typedef struct {
+    __m256 b1, b2, c1, c2, lr, eps;
+} a2_adam_consts;
+
+SA2 a2_adam_consts a2_adam_setup(const slide_adam_params *p) {
+    a2_adam_consts c;
+    c.b1 = _mm256_set1_ps(p->beta1);
+    c.b2 = _mm256_set1_ps(p->beta2);
+    c.c1 = _mm256_set1_ps(p->one_minus_beta1);
+    c.c2 = _mm256_set1_ps(p->one_minus_beta2);
+    c.lr = _mm256_set1_ps(p->lr_t);
+    c.eps = _mm256_set1_ps(p->eps);
+    return c;
+}
+
+/* One Adam step (slide_adam_one, lane by lane) on the 8 columns (or the
+ * `left` < 8 of a tail) at W, M, V with gradient g; B != NULL: the bf16 copy
+ * of the same columns is rewritten too. */
+SA2 void a2_adam_step(const a2_adam_consts *c, float *W, float *M, float *V, bf16_t *B, __m256 g, __m256i mk,
+                      int32_t left) {
+    const __m256 m = _mm256_add_ps(_mm256_mul_ps(c->b1, a2_ld(M, mk, left)), _mm256_mul_ps(c->c1, g));
+    const __m256 v = _mm256_add_ps(_mm256_mul_ps(c->b2, a2_ld(V, mk, left)), _mm256_mul_ps(_mm256_mul_ps(c->c2, g), g));
+    const __m256 step = _mm256_div_ps(_mm256_mul_ps(c->lr, m), _mm256_add_ps(_mm256_sqrt_ps(v), c->eps));
+    const __m256 w = _mm256_sub_ps(a2_ld(W, mk, left), step);
+    a2_st(M, mk, left, m);
+    a2_st(V, mk, left, v);
+    a2_st(W, mk, left, w);
+    if (B) {
+        const __m256i bits = a2_to_bf16_bits(w);
+        const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(bits, bits), 0xD8);
+        if (left >= 8) {
+            _mm_storeu_si128((__m128i *)B, _mm256_castsi256_si128(packed));
+        } else {
+            bf16_t tmp[8];
+            _mm_storeu_si128((__m128i *)tmp, _mm256_castsi256_si128(packed));
+            for (int32_t q = 0; q < left; q++) B[q] = tmp[q];
+        }
+    }
+}
+
 SLIDE_TAVX2 static void slide_adam_f32_avx2(float *w, bf16_t *wb, float *m, float *v, float *g, int64_t ld,
                                            int32_t cols, const int32_t *rows, int64_t nrows,
                                            const slide_adam_params *p) {
-    const __m256 b1 = _mm256_set1_ps(p->beta1), b2 = _mm256_set1_ps(p->beta2);
-    const __m256 c1 = _mm256_set1_ps(p->one_minus_beta1), c2 = _mm256_set1_ps(p->one_minus_beta2);
-    const __m256 lr = _mm256_set1_ps(p->lr_t), eps = _mm256_set1_ps(p->eps);
+    const a2_adam_consts c = a2_adam_setup(p);
     for (int64_t i = 0; i < nrows; i++) {
         const int64_t off = (rows ? (int64_t)rows[i] : i) * ld;
-        float *W = w + off, *M = m + off, *V = v + off, *G = g + off;
+        float *G = g + off;
         for (int32_t k = 0; k < cols; k += 8) {
             const int32_t left = cols - k;
             const __m256i mk = a2_mask(left);
-            const __m256 gk = a2_ld(G + k, mk, left);
-            const __m256 mk_ = _mm256_add_ps(_mm256_mul_ps(b1, a2_ld(M + k, mk, left)), _mm256_mul_ps(c1, gk));
-            const __m256 vk = _mm256_add_ps(_mm256_mul_ps(b2, a2_ld(V + k, mk, left)),
-                                            _mm256_mul_ps(_mm256_mul_ps(c2, gk), gk));
-            const __m256 step = _mm256_div_ps(_mm256_mul_ps(lr, mk_), _mm256_add_ps(_mm256_sqrt_ps(vk), eps));
-            const __m256 wk = _mm256_sub_ps(a2_ld(W + k, mk, left), step);
-            a2_st(M + k, mk, left, mk_);
-            a2_st(V + k, mk, left, vk);
-            a2_st(W + k, mk, left, wk);
+            a2_adam_step(&c, w + off + k, m + off + k, v + off + k, wb ? wb + off + k : NULL, a2_ld(G + k, mk, left),
+                         mk, left);
             a2_st(G + k, mk, left, _mm256_setzero_ps());
-            if (wb) {
-                const __m256i bits = a2_to_bf16_bits(wk);
-                const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(bits, bits), 0xD8);
-                if (cols - k >= 8) {
-                    _mm_storeu_si128((__m128i *)(wb + off + k), _mm256_castsi256_si128(packed));
-                } else {
-                    bf16_t tmp[8];
-                    _mm_storeu_si128((__m128i *)tmp, _mm256_castsi256_si128(packed));
-                    for (int32_t q = 0; q < cols - k; q++) wb[off + k + q] = tmp[q];
-                }
-            }
         }
     }
 }
 
 /* Fused row backward + Adam (see kernel_api.h): per 8 columns, the entries'
- * gradient and input-gradient updates in registers, then Adam, with the
- * expressions of a2_bwd_rows and slide_adam_f32_avx2. */
+ * gradient and input-gradient updates in registers, then a2_adam_step, with
+ * the expressions of a2_bwd_rows and slide_adam_f32_avx2. */
 SLIDE_TAVX2 static void slide_row_adam_f32_avx2(float *w, bf16_t *wb, float *m, float *v, const float *x,
                                                const float *H, float *dH, int64_t ldh, int32_t d,
                                                const int32_t *ids, const float *g, int32_t n,
                                                const slide_adam_params *p) {
-    const __m256 b1 = _mm256_set1_ps(p->beta1), b2 = _mm256_set1_ps(p->beta2);
-    const __m256 c1 = _mm256_set1_ps(p->one_minus_beta1), c2 = _mm256_set1_ps(p->one_minus_beta2);
-    const __m256 lr = _mm256_set1_ps(p->lr_t), eps = _mm256_set1_ps(p->eps);
+    const a2_adam_consts c = a2_adam_setup(p);
     for (int32_t k = 0; k < d; k += 8) {
         const int32_t left = d - k;
         const __m256i mk = a2_mask(left);
@@ -409,25 +428,7 @@ SLIDE_TAVX2 static void slide_row_adam_f32_avx2(float *w, bf16_t *wb, float *m, 
             gk = _mm256_fmadd_ps(gi, a2_ld(H + o, mk, left), gk);
             a2_st(dH + o, mk, left, _mm256_fmadd_ps(gi, xk, a2_ld(dH + o, mk, left)));
         }
-        const __m256 mv = _mm256_add_ps(_mm256_mul_ps(b1, a2_ld(m + k, mk, left)), _mm256_mul_ps(c1, gk));
-        const __m256 vv = _mm256_add_ps(_mm256_mul_ps(b2, a2_ld(v + k, mk, left)),
-                                        _mm256_mul_ps(_mm256_mul_ps(c2, gk), gk));
-        const __m256 step = _mm256_div_ps(_mm256_mul_ps(lr, mv), _mm256_add_ps(_mm256_sqrt_ps(vv), eps));
-        const __m256 wk = _mm256_sub_ps(a2_ld(w + k, mk, left), step);
-        a2_st(m + k, mk, left, mv);
-        a2_st(v + k, mk, left, vv);
-        a2_st(w + k, mk, left, wk);
-        if (wb) {
-            const __m256i bits = a2_to_bf16_bits(wk);
-            const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(bits, bits), 0xD8);
-            if (left >= 8) {
-                _mm_storeu_si128((__m128i *)(wb + k), _mm256_castsi256_si128(packed));
-            } else {
-                bf16_t tmp[8];
-                _mm_storeu_si128((__m128i *)tmp, _mm256_castsi256_si128(packed));
-                for (int32_t q = 0; q < left; q++) wb[k + q] = tmp[q];
-            }
-        }
+        a2_adam_step(&c, w + k, m + k, v + k, wb ? wb + k : NULL, gk, mk, left);
     }
 }
 

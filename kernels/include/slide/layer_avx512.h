@@ -327,47 +327,61 @@ S512 __m512i s512_to_bf16_bits(__m512 v) {
     return _mm512_mask_blend_epi32(nan, rounded, quiet);
 }
 
-S512 void s512_adam_row(float *W, bf16_t *B, float *M, float *V, float *G, int32_t cols, const slide_adam_params *p,
-                        const int bf16_hw) {
-    const __m512 b1 = _mm512_set1_ps(p->beta1), b2 = _mm512_set1_ps(p->beta2);
-    const __m512 c1 = _mm512_set1_ps(p->one_minus_beta1), c2 = _mm512_set1_ps(p->one_minus_beta2);
-    const __m512 lr = _mm512_set1_ps(p->lr_t), eps = _mm512_set1_ps(p->eps);
-    for (int32_t k = 0; k < cols; k += 16) {
-        const __mmask16 mk = s512_mask(cols - k);
-        const __m512 g = _mm512_maskz_loadu_ps(mk, G + k);
-        const __m512 m = _mm512_add_ps(_mm512_mul_ps(b1, _mm512_maskz_loadu_ps(mk, M + k)), _mm512_mul_ps(c1, g));
-        const __m512 v = _mm512_add_ps(_mm512_mul_ps(b2, _mm512_maskz_loadu_ps(mk, V + k)),
-                                       _mm512_mul_ps(_mm512_mul_ps(c2, g), g));
-        const __m512 step = _mm512_div_ps(_mm512_mul_ps(lr, m), _mm512_add_ps(_mm512_sqrt_ps(v), eps));
-        const __m512 w = _mm512_sub_ps(_mm512_maskz_loadu_ps(mk, W + k), step);
-        _mm512_mask_storeu_ps(M + k, mk, m);
-        _mm512_mask_storeu_ps(V + k, mk, v);
-        _mm512_mask_storeu_ps(W + k, mk, w);
-        _mm512_mask_storeu_ps(G + k, mk, _mm512_setzero_ps());
-        if (B && !bf16_hw)
-            _mm256_mask_storeu_epi16(B + k, mk, _mm512_cvtepi32_epi16(s512_to_bf16_bits(w)));
-    }
+/* Adam's broadcast constants, set up once per call. */
+typedef struct {
+    __m512 b1, b2, c1, c2, lr, eps;
+} s512_adam_consts;
+
+S512 s512_adam_consts s512_adam_setup(const slide_adam_params *p) {
+    s512_adam_consts c;
+    c.b1 = _mm512_set1_ps(p->beta1);
+    c.b2 = _mm512_set1_ps(p->beta2);
+    c.c1 = _mm512_set1_ps(p->one_minus_beta1);
+    c.c2 = _mm512_set1_ps(p->one_minus_beta2);
+    c.lr = _mm512_set1_ps(p->lr_t);
+    c.eps = _mm512_set1_ps(p->eps);
+    return c;
+}
+
+/* One Adam step (slide_adam_one, lane by lane) on the columns of mask mk at
+ * W, M, V with gradient g; B != NULL: the bf16 copy of those columns too. */
+S512 void s512_adam_step(const s512_adam_consts *c, float *W, float *M, float *V, bf16_t *B, __m512 g,
+                         __mmask16 mk) {
+    const __m512 m = _mm512_add_ps(_mm512_mul_ps(c->b1, _mm512_maskz_loadu_ps(mk, M)), _mm512_mul_ps(c->c1, g));
+    const __m512 v = _mm512_add_ps(_mm512_mul_ps(c->b2, _mm512_maskz_loadu_ps(mk, V)),
+                                   _mm512_mul_ps(_mm512_mul_ps(c->c2, g), g));
+    const __m512 step = _mm512_div_ps(_mm512_mul_ps(c->lr, m), _mm512_add_ps(_mm512_sqrt_ps(v), c->eps));
+    const __m512 w = _mm512_sub_ps(_mm512_maskz_loadu_ps(mk, W), step);
+    _mm512_mask_storeu_ps(M, mk, m);
+    _mm512_mask_storeu_ps(V, mk, v);
+    _mm512_mask_storeu_ps(W, mk, w);
+    if (B) _mm256_mask_storeu_epi16(B, mk, _mm512_cvtepi32_epi16(s512_to_bf16_bits(w)));
 }
 
 SLIDE_T512 static void slide_adam_f32_avx512(float *w, bf16_t *wb, float *m, float *v, float *g, int64_t ld,
                                              int32_t cols, const int32_t *rows, int64_t nrows,
                                              const slide_adam_params *p) {
+    const s512_adam_consts c = s512_adam_setup(p);
     for (int64_t i = 0; i < nrows; i++) {
         const int64_t off = (rows ? (int64_t)rows[i] : i) * ld;
-        s512_adam_row(w + off, wb ? wb + off : NULL, m + off, v + off, g + off, cols, p, 0);
+        float *G = g + off;
+        for (int32_t k = 0; k < cols; k += 16) {
+            const __mmask16 mk = s512_mask(cols - k);
+            s512_adam_step(&c, w + off + k, m + off + k, v + off + k, wb ? wb + off + k : NULL,
+                           _mm512_maskz_loadu_ps(mk, G + k), mk);
+            _mm512_mask_storeu_ps(G + k, mk, _mm512_setzero_ps());
+        }
     }
 }
 
 /* Fused row backward + Adam (see kernel_api.h): per 16 columns, the entries'
- * gradient and input-gradient updates in registers, then Adam, with the
- * expressions of s512_bwd_rows and s512_adam_row. */
+ * gradient and input-gradient updates in registers, then s512_adam_step, with
+ * the expressions of s512_bwd_rows and slide_adam_f32_avx512. */
 SLIDE_T512 static void slide_row_adam_f32_avx512(float *w, bf16_t *wb, float *m, float *v, const float *x,
                                                  const float *H, float *dH, int64_t ldh, int32_t d,
                                                  const int32_t *ids, const float *g, int32_t n,
                                                  const slide_adam_params *p) {
-    const __m512 b1 = _mm512_set1_ps(p->beta1), b2 = _mm512_set1_ps(p->beta2);
-    const __m512 c1 = _mm512_set1_ps(p->one_minus_beta1), c2 = _mm512_set1_ps(p->one_minus_beta2);
-    const __m512 lr = _mm512_set1_ps(p->lr_t), eps = _mm512_set1_ps(p->eps);
+    const s512_adam_consts c = s512_adam_setup(p);
     for (int32_t k = 0; k < d; k += 16) {
         const __mmask16 mk = s512_mask(d - k);
         const __m512 xk = _mm512_maskz_loadu_ps(mk, x + k); /* before w is written: x may be w */
@@ -378,15 +392,7 @@ SLIDE_T512 static void slide_row_adam_f32_avx512(float *w, bf16_t *wb, float *m,
             gk = _mm512_fmadd_ps(gi, _mm512_maskz_loadu_ps(mk, H + o), gk);
             _mm512_mask_storeu_ps(dH + o, mk, _mm512_fmadd_ps(gi, xk, _mm512_maskz_loadu_ps(mk, dH + o)));
         }
-        const __m512 mv = _mm512_add_ps(_mm512_mul_ps(b1, _mm512_maskz_loadu_ps(mk, m + k)), _mm512_mul_ps(c1, gk));
-        const __m512 vv = _mm512_add_ps(_mm512_mul_ps(b2, _mm512_maskz_loadu_ps(mk, v + k)),
-                                        _mm512_mul_ps(_mm512_mul_ps(c2, gk), gk));
-        const __m512 step = _mm512_div_ps(_mm512_mul_ps(lr, mv), _mm512_add_ps(_mm512_sqrt_ps(vv), eps));
-        const __m512 wk = _mm512_sub_ps(_mm512_maskz_loadu_ps(mk, w + k), step);
-        _mm512_mask_storeu_ps(m + k, mk, mv);
-        _mm512_mask_storeu_ps(v + k, mk, vv);
-        _mm512_mask_storeu_ps(w + k, mk, wk);
-        if (wb) _mm256_mask_storeu_epi16(wb + k, mk, _mm512_cvtepi32_epi16(s512_to_bf16_bits(wk)));
+        s512_adam_step(&c, w + k, m + k, v + k, wb ? wb + k : NULL, gk, mk);
     }
 }
 

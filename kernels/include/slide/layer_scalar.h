@@ -198,22 +198,15 @@ static void slide_bwd_cols_bf16_scalar(const slide_mat *m, float *gW, float *gb,
 
 /* ---- Adam ------------------------------------------------------------------ */
 
-/* Adam with the bias correction folded into lr_t (Kingma & Ba, sec. 2):
- *   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  w -= lr_t m / (sqrt(v) + eps)  */
+/* Adam (slide_adam_one) over rows; reads and zeroes the gradient. */
 static void slide_adam_f32_scalar(float *w, bf16_t *wb, float *m, float *v, float *g, int64_t ld, int32_t cols,
                                   const int32_t *rows, int64_t nrows, const slide_adam_params *p) {
-    const float b1 = p->beta1, b2 = p->beta2, c1 = p->one_minus_beta1, c2 = p->one_minus_beta2;
-    const float lr = p->lr_t, eps = p->eps;
+    const slide_adam_params q = *p;
     for (int64_t i = 0; i < nrows; i++) {
         const int64_t off = (rows ? (int64_t)rows[i] : i) * ld;
         float *W = w + off, *M = m + off, *V = v + off, *G = g + off;
         for (int32_t k = 0; k < cols; k++) {
-            const float gk = G[k];
-            const float mk = b1 * M[k] + c1 * gk;
-            const float vk = b2 * V[k] + c2 * gk * gk;
-            M[k] = mk;
-            V[k] = vk;
-            W[k] -= lr * mk / (sqrtf(vk) + eps);
+            slide_adam_one(W + k, M + k, V + k, G[k], q);
             G[k] = 0.f;
         }
         if (wb) {
@@ -224,12 +217,11 @@ static void slide_adam_f32_scalar(float *w, bf16_t *wb, float *m, float *v, floa
 }
 
 /* Fused row backward + Adam (see kernel_api.h); the expressions of
- * slide_bwd_rows_f32_scalar and slide_adam_f32_scalar, element by element. */
+ * slide_bwd_rows_f32_scalar, then slide_adam_one, element by element. */
 static void slide_row_adam_f32_scalar(float *w, bf16_t *wb, float *m, float *v, const float *x, const float *H,
                                       float *dH, int64_t ldh, int32_t d, const int32_t *ids, const float *g,
                                       int32_t n, const slide_adam_params *p) {
-    const float b1 = p->beta1, b2 = p->beta2, c1 = p->one_minus_beta1, c2 = p->one_minus_beta2;
-    const float lr = p->lr_t, eps = p->eps;
+    const slide_adam_params q = *p;
     for (int32_t k = 0; k < d; k++) {
         const float xk = x[k]; /* read before w[k] is written: x may be w */
         float gk = 0.f;
@@ -238,11 +230,7 @@ static void slide_row_adam_f32_scalar(float *w, bf16_t *wb, float *m, float *v, 
             gk += g[i] * H[o];
             dH[o] += g[i] * xk;
         }
-        const float mk = b1 * m[k] + c1 * gk;
-        const float vk = b2 * v[k] + c2 * gk * gk;
-        m[k] = mk;
-        v[k] = vk;
-        w[k] -= lr * mk / (sqrtf(vk) + eps);
+        slide_adam_one(w + k, m + k, v + k, gk, q);
         if (wb) wb[k] = slide_f32_to_bf16(w[k]);
     }
 }
