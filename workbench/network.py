@@ -189,7 +189,9 @@ class Network:
                           b=a["b"], gW=a["gW"], gb=a["gb"], mW=a["mW"], vW=a["vW"], mb=a["mb"], vb=a["vb"],
                           row_stamp=a["row_stamp"], bias_stamp=a["bias_stamp"], lsh=layer.lsh,
                           sampling=SAMPLING_IDS[cfg.sampling], top_k=min(cfg.top_k, layer.n_out),
-                          threshold=cfg.threshold, min_active=min(cfg.min_active, layer.n_out), prefetch=cfg.prefetch,
+                          # a neuron collides in at most L tables: larger thresholds all mean L + 1 (and fit C's int)
+                          threshold=min(cfg.threshold, cfg.L + 1), min_active=min(cfg.min_active, layer.n_out),
+                          prefetch=cfg.prefetch,
                           hasher=layer.hasher, tables=layer.tables)
             k = {op: c.kernel.name for op, c in self.kernels.items()}
             eng.set_kernels(layer.index, k["fwd_rows"], k["bwd_rows"], k["fwd_cols"], k["bwd_cols"], k["adam"],
