@@ -292,3 +292,27 @@ def test_errors_name_a_data_set_without_a_source(tiny):
     wide = Dataset("wide", train.n_features + 1, train.n_labels, [0, 0], [], [], [0, 0], [])
     with pytest.raises(DataMismatchError, match=r"^data set 'wide': data has 501 features"):
         net.predict(wide)
+
+
+_SAVER_LOOP = """
+import sys
+from workbench import Network
+net = Network.load(sys.argv[1])
+for _ in range(40):
+    net.save(sys.argv[2])
+"""
+
+
+def test_two_writers_saving_one_checkpoint_at_once(saved, tmp_path):
+    """Concurrent saves to one path (two trainings sharing --save): each save
+    succeeds (neither removes the other's temporary file while it is being
+    written or renamed), the result is a valid checkpoint and nothing is left."""
+    target = tmp_path / "shared.slide"
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    procs = [subprocess.Popen([sys.executable, "-c", _SAVER_LOOP, str(saved), str(target)], env=env,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    assert Network.load(target).samples_seen == Network.load(saved).samples_seen
+    assert [p for p in os.listdir(tmp_path) if p.startswith(".tmp-")] == []

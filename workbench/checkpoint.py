@@ -220,6 +220,8 @@ def save(path: str, net) -> None:
         fd, tmp = _locked_temp(path, mode)
     except OSError as e:
         raise _save_error(path, e) from None
+    # the lock lives as long as any descriptor of the file: this one keeps it past close, until the rename
+    lock_fd = os.dup(fd)
     try:
         h = hashlib.sha256()
         with os.fdopen(fd, "wb") as fh:
@@ -259,6 +261,7 @@ def save(path: str, net) -> None:
                 os.unlink(tmp)
             except OSError:
                 pass
+        os.close(lock_fd)
 
 
 # ---- reading ----------------------------------------------------------------------------
