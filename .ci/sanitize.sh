@@ -6,7 +6,9 @@
 # under the sanitizers, preloaded into an unsanitized CPython:
 #   1. the fast test subset (kernels incl. the AVX-512 @emu variants, LSH,
 #      gradients, training, data, checkpoints, the parser/config/engine fuzz
-#      properties of tests/test_fuzz.py) with SLIDE_ISA=scalar;
+#      properties of tests/test_fuzz.py, and its fuzz of checkpoint contents
+#      with the checksum recomputed and of Dataset arrays changed after
+#      validation: C must stay inside its buffers) with SLIDE_ISA=scalar;
 #   2. the engine tests again with automatic selection (the best native ISA:
 #      AVX-512 where the CPU has it) plus the selector tests;
 #   3. short CLI trainings through the emulated AVX-512 kernels

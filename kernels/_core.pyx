@@ -9,12 +9,16 @@ rehash, and the lookup of kernels in the compiled registry.
 Does not own: memory layout decisions, validation and policy. The Python
 side (workbench.network) allocates every array, validates every index and
 size before calling in, and keeps the arrays alive as long as this object.
+The one exception: a data set's CSR arrays are re-checked here, sample by
+sample, at every call that reads them (_check_rows), because they are the
+caller's writable arrays and may have changed since they were validated.
 Nothing here allocates inside the batch loop.
 """
 
 cimport numpy as cnp
 cimport openmp
 from cython.parallel cimport parallel, prange, threadid
+from libc.math cimport isfinite
 from libc.stdint cimport int8_t, int32_t, int64_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
@@ -413,6 +417,71 @@ cdef void* _ptr(object a, object dtype, str what, bint writable=True) except? NU
     return cnp.PyArray_DATA(<cnp.ndarray>a)
 
 
+class DataError(ValueError):
+    """A sample's CSR arrays break the data set contract (checked before C reads them)."""
+
+
+cdef int _check_rows(const int64_t[::1] indptr, const int32_t[::1] indices, const float[::1] values,
+                     const int64_t[::1] label_indptr, const int32_t[::1] labels, const int64_t[::1] rows,
+                     int64_t start, int64_t stop, int64_t n_features, int64_t n_labels,
+                     int64_t max_labels) except -1:
+    """Check samples rows[start:stop] before the kernels index with them.
+
+    Dataset validates its arrays once, but they stay writable numpy arrays:
+    this re-check (O(nnz + labels) of the batch, serial, far below the cost of
+    the batch itself) is what keeps C inside its buffers whatever happened to
+    them since. Features: ids strictly increasing in [0, n_features), values
+    finite. Labels (label_indptr not None): ids in [0, n_labels), at most
+    max_labels per sample (>= 0; the batched buffers were sized for it)."""
+    cdef int64_t n_rows = indptr.shape[0] - 1
+    cdef int64_t nnz = min(indices.shape[0], values.shape[0])
+    cdef int64_t i, s, a, z, k
+    cdef int32_t prev, f, y
+    cdef bint with_labels = label_indptr is not None
+    if with_labels:
+        n_rows = min(n_rows, label_indptr.shape[0] - 1)
+    for i in range(start, stop):
+        s = rows[i]
+        if s < 0 or s >= n_rows:
+            raise DataError(f"sample index {s} out of range [0, {max(n_rows, 0)})")
+        a = indptr[s]
+        z = indptr[s + 1]
+        if a < 0 or z < a or z > nnz or z - a >= 2**31:
+            raise DataError(f"row {s}: indptr [{a}, {z}) is not a valid range of the {nnz} feature entries")
+        prev = -1
+        for k in range(a, z):
+            f = indices[k]
+            if f < 0 or f >= n_features:
+                raise DataError(f"row {s}: feature id {f} out of range [0, {n_features})")
+            if f <= prev:
+                raise DataError(f"row {s}: feature ids must be strictly increasing (sorted, no duplicates)")
+            prev = f
+            if not isfinite(values[k]):
+                raise DataError(f"row {s}: non-finite feature value")
+        if not with_labels:
+            continue
+        a = label_indptr[s]
+        z = label_indptr[s + 1]
+        if a < 0 or z < a or z > labels.shape[0]:
+            raise DataError(f"row {s}: label_indptr [{a}, {z}) is not a valid range of the "
+                            f"{labels.shape[0]} label entries")
+        if max_labels >= 0 and z - a > max_labels:
+            raise DataError(f"row {s}: {z - a} labels, but the batch buffers were sized for at most "
+                            f"{max_labels} (label_indptr changed after fit started?)")
+        for k in range(a, z):
+            y = labels[k]
+            if y < 0 or y >= n_labels:
+                raise DataError(f"row {s}: label id {y} out of range [0, {n_labels})")
+    return 0
+
+
+def check_rows(const int64_t[::1] indptr, const int32_t[::1] indices, const float[::1] values,
+               const int64_t[::1] label_indptr, const int32_t[::1] labels, const int64_t[::1] rows,
+               int64_t n_features, int64_t n_labels):
+    """The per-sample check of the engine's entry points, for samples rows (raises DataError)."""
+    _check_rows(indptr, indices, values, label_indptr, labels, rows, 0, rows.shape[0], n_features, n_labels, -1)
+
+
 cdef class Engine:
     """A network's C state: layers (pointers into arrays owned by Python),
     kernels, per-thread scratch. Built by workbench.network.Network."""
@@ -429,6 +498,7 @@ cdef class Engine:
     cdef slide_batch bt
     cdef int batch_ready
     cdef int32_t bt_Bmax
+    cdef int32_t bt_max_labels
     cdef float *u_wbuf
     cdef float *u_gvec
     cdef float *u_gbs
@@ -620,6 +690,24 @@ cdef class Engine:
             nbytes += 4 * (max_H + max_L + 2 * max_out + max_L + 2)
         return nbytes
 
+    def check_batch(self, indptr, indices, values, label_indptr, labels, order, int64_t start, int64_t stop,
+                    int64_t n_features=-1, int64_t n_labels=-1, bint batched=False):
+        """The check train_batch (batched: train_batch_union) makes of samples
+        order[start:stop] before touching anything, on its own (DataError)."""
+        if start < 0 or stop > len(order) or start > stop:
+            raise IndexError("batch range out of bounds")
+        self._check_samples(indptr, indices, values, label_indptr, labels, order, start, stop, n_features,
+                            n_labels, self.bt_max_labels if batched and self.batch_ready else -1)
+
+    cdef _check_samples(self, indptr, indices, values, label_indptr, labels, rows, int64_t start, int64_t stop,
+                        int64_t n_features, int64_t n_labels, int64_t max_labels):
+        """_check_rows against the data set's bounds, never wider than the network's."""
+        cdef int64_t n_in = self.net.layers[0].n_in
+        cdef int64_t n_out = self.net.layers[self.net.n_layers - 1].n_out
+        _check_rows(indptr, indices, values, label_indptr, labels, rows, start, stop,
+                    n_in if n_features < 0 or n_features > n_in else n_features,
+                    n_out if n_labels < 0 or n_labels > n_out else n_labels, max_labels)
+
     cdef _check_ready(self, int n_threads):
         if self.th == NULL:
             raise RuntimeError("engine not finalized")
@@ -629,13 +717,17 @@ cdef class Engine:
     def train_batch(self, const int64_t[::1] indptr, const int32_t[::1] indices, const float[::1] values,
                     const int64_t[::1] label_indptr, const int32_t[::1] labels, const int64_t[::1] order,
                     int64_t start, int64_t stop, int32_t batch_id, uint64_t rng_seed, float scale,
-                    int n_threads):
+                    int n_threads, int64_t n_features=-1, int64_t n_labels=-1):
         """Forward+backward of samples order[start:stop] in parallel (HOGWILD).
         Gradients accumulate into the shared gW/gb; touched rows get stamped
-        with batch_id. Returns (sum of losses, number of samples with labels)."""
+        with batch_id. Returns (sum of losses, number of samples with labels).
+        n_features / n_labels: the data set's id bounds (-1 or larger: the
+        network's); every sample is checked against them first (DataError)."""
         self._check_ready(n_threads)
         if start < 0 or stop > order.shape[0] or start > stop:
             raise IndexError("batch range out of bounds")
+        self._check_samples(indptr, indices, values, label_indptr, labels, order, start, stop, n_features,
+                            n_labels, -1)
         cdef int64_t i, s, a, z
         cdef int tid
         cdef slide_thread *th
@@ -669,9 +761,11 @@ cdef class Engine:
     # ---- batched output layer -----------------------------------------------------
 
     def setup_batch(self, int Bmax, int cap, str fwd_kernel, str bwd_kernel, int prefetch=4, bint round_inputs=False,
-                    bint round_weights=False, str row_adam_kernel="", int batch_labels=0):
+                    bint round_weights=False, str row_adam_kernel="", int batch_labels=0, *, int max_labels):
         """Allocate the buffers of the batched output layer for batches of up to
-        Bmax samples whose output active sets hold at most cap neurons.
+        Bmax samples whose output active sets hold at most cap neurons, of
+        which at most max_labels are a sample's own labels (samples with more
+        are refused by train_batch_union).
         row_adam_kernel: the fused backward + Adam kernel of an output row
         ("": bwd_kernel, then the layer's Adam kernel). batch_labels: up to
         this many of a batch's distinct labels join every sample's active set
@@ -684,6 +778,8 @@ cdef class Engine:
             raise ValueError("the batched strategy needs a row-major output layer")
         if <int64_t>Bmax * cap >= 2**31:
             raise ValueError(f"batch {Bmax} x active-set capacity {cap} is too large (>= 2^31 entries)")
+        if max_labels < 0 or max_labels > cap:
+            raise ValueError(f"max_labels {max_labels} must be in [0, cap {cap}]")
         cdef slide_layer *L = &self.net.layers[last]
         cdef int T = self.max_threads
         cdef int32_t d = L.n_in
@@ -735,6 +831,7 @@ cdef class Engine:
         self.u_dH_stride = Bmax * ldh
         self.u_dH = <float*>_ptr(arr(T * Bmax * ldh, np.float32), np.float32, "dH")
         self.bt_Bmax = Bmax
+        self.bt_max_labels = max_labels
         self._batch_keep = keep
         self.batch_ready = 1
         return sum(a.nbytes for a in keep)
@@ -742,15 +839,19 @@ cdef class Engine:
     def train_batch_union(self, const int64_t[::1] indptr, const int32_t[::1] indices, const float[::1] values,
                           const int64_t[::1] label_indptr, const int32_t[::1] labels, const int64_t[::1] order,
                           int64_t start, int64_t stop, int32_t batch_id, uint64_t rng_seed, float scale,
-                          int n_threads, double lr_t, double beta1, double beta2, double eps, bint dense_update):
+                          int n_threads, double lr_t, double beta1, double beta2, double eps, bint dense_update,
+                          int64_t n_features=-1, int64_t n_labels=-1):
         """One batch with the batched output layer (see batch.h): the output
         layer is updated inside (fused Adam); hidden layers accumulate
-        gradients for update(). Returns (sum of losses, samples with labels)."""
+        gradients for update(). Returns (sum of losses, samples with labels).
+        Samples are checked first, as in train_batch."""
         self._check_ready(n_threads)
         if not self.batch_ready:
             raise RuntimeError("setup_batch was not called")
         if start < 0 or stop > order.shape[0] or start > stop or stop - start > self.bt_Bmax:
             raise IndexError("batch range out of bounds or larger than the prepared batch")
+        self._check_samples(indptr, indices, values, label_indptr, labels, order, start, stop, n_features,
+                            n_labels, self.bt_max_labels)
         cdef int32_t B = <int32_t>(stop - start)
         cdef int last = self.net.n_layers - 1
         cdef slide_layer *L = &self.net.layers[last]
@@ -1000,12 +1101,14 @@ cdef class Engine:
         return {"hash_s": (t1 - t0) / 1e9, "build_s": (slide_now_ns() - t1) / 1e9}
 
     def predict(self, const int64_t[::1] indptr, const int32_t[::1] indices, const float[::1] values,
-                const int64_t[::1] rows, int k, bint dense, uint64_t rng_seed, int n_threads):
+                const int64_t[::1] rows, int k, bint dense, uint64_t rng_seed, int n_threads,
+                int64_t n_features=-1):
         """Top-k output neurons for each sample in rows: int32 array (len(rows), k), -1 where fewer."""
         self._check_ready(n_threads)
         if k < 1 or k > 64:
             raise ValueError("k must be in [1, 64]")
         cdef int64_t nr = rows.shape[0]
+        self._check_samples(indptr, indices, values, None, None, rows, 0, nr, n_features, -1, -1)
         out = np.full((nr, k), -1, dtype=np.int32)
         cdef int32_t[:, ::1] o = out
         cdef int64_t i, s, a
@@ -1028,12 +1131,13 @@ cdef class Engine:
         return out
 
     def logits(self, const int64_t[::1] indptr, const int32_t[::1] indices, const float[::1] values,
-               const int64_t[::1] rows, int n_threads):
+               const int64_t[::1] rows, int n_threads, int64_t n_features=-1):
         """Output-layer logits of every neuron (exact, dense inference): float32 (len(rows), n_out)."""
         self._check_ready(n_threads)
         cdef int last = self.net.n_layers - 1
         cdef int32_t n_out = self.net.layers[last].n_out
         cdef int64_t nr = rows.shape[0]
+        self._check_samples(indptr, indices, values, None, None, rows, 0, nr, n_features, -1, -1)
         out = np.zeros((nr, n_out), dtype=np.float32)
         if nr == 0:
             return out

@@ -118,3 +118,137 @@ def test_unknown_toml_key_is_named(tmp_path):
     cfg.write_text("learning_rate = 0.1\n")
     r = run("train", "--config", cfg, "--preset", "tiny")
     assert r.returncode == 2 and "learning_rate" in r.stderr and "Traceback" not in r.stderr
+
+
+def main(*args):
+    """cli.main in this process: (exit code, stdout, stderr)."""
+    import contextlib
+    import io
+
+    from workbench import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            rc = cli.main([str(a) for a in args])
+        except SystemExit as e:
+            rc = e.code
+    return rc, out.getvalue(), err.getvalue()
+
+
+TINY = ["train", "--preset", "tiny", "--no-eval", "--quiet"]
+
+
+@pytest.mark.parametrize("toml,expect", [
+    ('[run]\nepochs = "two"\n', "[run] epochs: expected a number, got 'two'"),
+    ('[run]\nmax_samples = "abc"\n', "[run] max_samples: expected an integer"),
+    ("[run]\nsave = 5\n", "[run] save: expected a string, got 5"),
+    ('[run]\ntest = ["a"]\n', "[run] test: expected a string, got [a]"),
+    ('[run]\nno_eval = "yes"\n', "[run] no_eval: expected true or false"),
+    ("[run]\nhidden = 5\n", "unknown [run] key 'hidden'"),
+    ("run = 5\n", "'run' must be a table"),
+    ("[trian]\nK = 3\n", "unknown section(s) [trian]"),
+])
+def test_bad_run_tables_are_one_line_errors(tmp_path, toml, expect):
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(toml)
+    rc, _, err = main(*TINY, "--max-samples", 64, "--config", cfg)
+    assert rc == 2 and err.count("\n") == 1 and expect in err and str(cfg) in err, err
+
+
+def test_run_table_and_inline_kernels_apply(tmp_path):
+    cfg = tmp_path / "run.toml"
+    cfg.write_text('kernels = { fwd_rows = "f32/scalar" }\n[run]\nmax_samples = 64\nepochs = 1\n'
+                   f'json = "{tmp_path / "r.json"}"\n')
+    rc, _, err = main(*TINY, "--config", cfg)
+    assert rc == 0, err
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["samples"] == 64 and result["kernels"]["fwd_rows"] == "f32/scalar"
+
+
+@pytest.mark.parametrize("flag", ["--hidden", "--layouts", "--layer-modes"])
+def test_empty_list_flags_are_refused(flag):
+    rc, _, err = main(*TINY, "--max-samples", 64, flag, "")
+    assert rc == 2 and "expected a comma-separated list, got ''" in err
+
+
+def _interrupted(tmp_path, done=256, target=1024):
+    """A checkpoint as an interrupted `train --preset tiny` run leaves it."""
+    from workbench import Config, Network, synthetic
+    from workbench.config import preset_hyperparams
+
+    train = synthetic.generate("tiny", "train")
+    net = Network(Config(n_features=train.n_features, n_labels=train.n_labels, **preset_hyperparams("tiny")))
+    net.run_start, net.run_target = 0, target
+    net.fit(train, max_samples=done)
+    path = tmp_path / "mid.slide"
+    net.save(path)
+    return path
+
+
+def test_resume_refuses_conflicting_settings(tmp_path):
+    path = _interrupted(tmp_path)
+    for extra, expect in [(["--hidden", 32], "hidden = [32] (checkpoint: [64])"),
+                          (["-K", 5, "--lr", 0.1], "K = 5 (checkpoint: 2); lr = 0.1 (checkpoint: 0.003)"),
+                          (["--max-samples", 3000], "asks for 3,000 training samples but the run in the "
+                                                    "checkpoint asked for 1,024 (256 done, 768 left)")]:
+        before = path.read_bytes()
+        rc, _, err = main(*TINY, "--resume", path, "--save", path, *extra)
+        assert rc == 2 and err.count("\n") == 1 and expect in err, err
+        assert path.read_bytes() == before
+    # execution settings may change; the run finishes what it was asked to do
+    rc, out, err = main(*TINY, "--resume", path, "--save", path, "--threads", 1, "--isa", "scalar",
+                        "--max-samples", 1024)
+    assert rc == 0, err
+    assert "resuming at 256 samples; 768 to go" in out
+    from workbench import Network
+
+    done = Network.load(path)
+    assert done.samples_seen == 1024 and done.config.isa == "scalar"
+
+
+def test_resuming_a_finished_run_says_what_it_holds(tmp_path):
+    path, out_json = tmp_path / "done.slide", tmp_path / "r.json"
+    rc, _, err = main(*TINY, "--max-samples", 512, "--save", path)
+    assert rc == 0, err
+    rc, _, err = main(*TINY, "--max-samples", 512, "--resume", path, "--save", path, "--json", out_json)
+    assert rc == 2 and err.count("\n") == 1, err
+    assert "nothing to resume: the run in this checkpoint is finished (512 samples seen" in err
+    assert "4 Adam steps" in err and f"slide-workbench eval --model {path}" in err
+    assert not out_json.exists()
+
+
+def test_failed_final_save_still_reports_the_results(tmp_path, monkeypatch):
+    """Disk full at the final save: the error names the path, the summary is
+    printed and --json written, and the previous checkpoint stays."""
+    import errno
+
+    import workbench.checkpoint as ck
+
+    path, out_json = tmp_path / "m.slide", tmp_path / "r.json"
+    path.write_bytes(b"previous")
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(ck.os, "fsync", full)
+    rc, out, err = main(*TINY, "--max-samples", 256, "--save", path, "--json", out_json)
+    assert rc == 2, err
+    assert err.count("\n") == 1 and f"{path}: cannot write the checkpoint: No space left on device" in err, err
+    assert "summary" in out and "NOT written" in out
+    result = json.loads(out_json.read_text())
+    assert result["samples"] == 256 and "No space left on device" in result["checkpoint_error"]
+    assert path.read_bytes() == b"previous"
+    assert [p for p in os.listdir(tmp_path) if p.startswith(".tmp-")] == []
+
+
+def test_config_from_toml_names_an_unknown_table(tmp_path):
+    from workbench.config import Config, ConfigError
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[train]\nK = 3\n[run]\nepochs = 2\n[tarin]\nL = 4\n')
+    with pytest.raises(ConfigError, match=r"unknown config key\(s\): tarin"):
+        Config.from_toml(cfg)
+    cfg.write_text('kernels = { fwd_rows = "f32/scalar" }\n[train]\nK = 3\n[run]\nepochs = 2\n')
+    c = Config.from_toml(cfg)
+    assert c.K == 3 and c.kernels == {"fwd_rows": "f32/scalar"}

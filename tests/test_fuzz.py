@@ -24,6 +24,17 @@ Contracts checked:
   other kernel this CPU can run. Under ``.ci/sanitize.sh`` (ASan + UBSan)
   this also catches silent out-of-bounds accesses. (``validate=False``, where
   the caller vouches for the indices, is out of scope.)
+* Checkpoints: a valid checkpoint whose arrays, array table, meta counters,
+  config or header were changed and whose SHA-256 was recomputed loads only
+  if it is still valid for the network it describes (values that must be
+  refused -- NaN/inf, negative second moments, ids and coordinates out of
+  range, wrong shapes or dtypes -- are), else ``CheckpointError`` /
+  ``MemoryLimitError`` naming the file; a loaded one predicts, evaluates
+  and trains without crashing.
+* Dataset mutation: a ``Dataset`` whose arrays were changed after
+  validation (in place, or swapped through the frozen dataclass) is
+  trained on / predicted from only where every row read is well-formed
+  (an independent numpy oracle), else ``DataMismatchError`` naming it.
 
 Budget (examples per property; HYPOTHESIS_PROFILE=ci uses the same numbers,
 HYPOTHESIS_PROFILE=deep multiplies them by 10; the file runs in ~30-60 s):
@@ -44,6 +55,8 @@ test_engine_forward                       300    3000
 test_engine_backward                      300    3000
 test_engine_adam                          200    2000
 test_engine_row_adam                      200    2000
+test_checkpoint_contents                  600    6000
+test_dataset_mutation_after_construction  600    6000
 =====================================  ========  ======
 
 Engine-boundary bugs the fuzzing found (``FIXED_ENGINE_BUGS``) keep a
@@ -79,6 +92,8 @@ from kernels import _core
 from workbench import variants
 from workbench.config import Config, ConfigError
 from workbench.data import DataFormatError, Dataset, cache_path_for, dumps_xc, load_xc, loads_xc
+
+from .ckpt_tools import pack, read_raw, unpack, write_raw
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -1176,3 +1191,422 @@ def test_epochs_must_be_finite_and_positive():
             rc = cli.main(CLI_BASE + ["--max-samples", "0", "--epochs", epochs])
         assert rc == 2, (epochs, rc)
         assert "epochs" in err.getvalue() or "max-samples" in err.getvalue()
+
+# =============================================================== checkpoint contents
+
+def _ckpt_bases():
+    """Two small trained checkpoints (built once): DWTA output layer with the
+    batched strategy, and SRP on both layers (input layer LSH, hogwild)."""
+    if not _CKPT_BASES:
+        from workbench import Network, synthetic
+        from workbench.config import preset_hyperparams
+
+        train = synthetic.generate("tiny", "train", n=300)
+        test = synthetic.generate("tiny", "test", n=40)
+        hp = preset_hyperparams("tiny")
+        for i, kw in enumerate(({}, {"hash_family": "srp", "hidden": (32,), "layer_modes": ("lsh", "lsh"),
+                                     "K": 3, "L": 4, "strategy": "hogwild", "min_active": 8})):
+            net = Network(Config(n_features=train.n_features, n_labels=train.n_labels,
+                                 **{**hp, "deterministic": True, **kw}))
+            net.fit(train, max_samples=256)
+            path = os.path.join(_CKPT_TMP, f"base{i}.slide")
+            net.save(path)
+            _CKPT_BASES.append(path)
+        _CKPT_BASES.append((train, test))
+    return _CKPT_BASES
+
+
+_CKPT_BASES: list = []
+_CKPT_TMP = tempfile.mkdtemp(prefix="slide-fuzz-ckpt-")
+atexit.register(shutil.rmtree, _CKPT_TMP, True)
+
+FLOAT_VALUES = [float("nan"), float("inf"), float("-inf"), 3.4e38, -3.4e38, 0.0, -1.0, 1e-45, 1.0, 0.5]
+INT_VALUES = {"<i4": [-1, -(2**31), 2**31 - 1, 2**30, 0, 1, 7], "<u4": [0, 1, 7, 2**31, 2**32 - 1],
+              "|i1": [-128, -2, -1, 0, 1, 2, 127]}
+META_VALUES = [-1, 0, 5, 2**31, 2**70, 1.5, "x", None, [], {}, True, [1, 2], float("nan")]
+
+
+def _expect_value(name, old, new):
+    """'fail' (the load must be refused), 'load' (must succeed) or 'either'."""
+    kind = name.split(".", 1)[1]
+    if kind in ("W", "b", "mW", "mb", "vW", "vb"):
+        if not math.isfinite(new) or (kind in ("vW", "vb") and new < 0):
+            return "fail"
+        return "load"
+    if kind == "tables.ids":
+        return "either" if new >= 0 else "fail"
+    if kind in ("hash.coord_of_slot", "hash.slot_of_coord"):
+        return "either" if new == old else "fail"
+    if kind == "hash.srp_coef":
+        return "load" if -1 <= new <= 1 else "fail"
+    if kind == "tables.offsets":
+        return "fail" if new >= 2**31 else "either"
+    return "either"
+
+
+@st.composite
+def checkpoint_mutations(draw):
+    """(base index, mutations): each a function (header, arrays) -> None and
+    the outcome it calls for ('fail', 'load', 'either'), plus raw-header cases."""
+    base = draw(st.integers(0, 1))
+    header, data = _ckpt_raw(base)
+    names = [e["name"] for e in header["arrays"]]
+    shapes = {e["name"]: e["shape"] for e in header["arrays"]}
+    dtypes = {e["name"]: e["dtype"] for e in header["arrays"]}
+    muts, used = [], set()  # one mutation per array / key: a later one never undoes an earlier one
+    for _ in range(draw(st.integers(1, 3))):
+        kind = draw(st.sampled_from(["value", "value", "value", "values", "shape", "dtype", "drop", "extra",
+                                     "rename", "meta", "config", "table", "header", "odd_tables", "odd_tables"]))
+        name = draw(st.sampled_from(names))
+        target = name if kind in ("value", "values", "shape", "dtype", "drop", "rename", "table") else kind
+        if target in used:
+            continue
+        used.add(target)
+        size = int(np.prod(shapes[name]))
+        if kind in ("value", "values") and size:
+            at = draw(st.lists(st.integers(0, size - 1), min_size=1, max_size=1 if kind == "value" else 8))
+            new = draw(st.sampled_from(FLOAT_VALUES if dtypes[name] == "<f4" else INT_VALUES[dtypes[name]]))
+
+            def mut(h, a, name=name, at=at, new=new, box={}):
+                flat = a[name].reshape(-1)
+                box["old"] = flat[at].copy()
+                flat[at] = new
+            if kind == "value":
+                old = _ckpt_arrays(base)[name].reshape(-1)[at[0]].item()
+                expect = _expect_value(name, old, new)
+            else:
+                expect = "either"
+                if dtypes[name] == "<f4" and not math.isfinite(new):
+                    expect = "fail"
+            if name.endswith("tables.ids") and new < 0:
+                expect = "fail"
+            muts.append((f"{kind} {name}[{at}] = {new}", mut, expect))
+        elif kind == "odd_tables":  # valid but unusual: random bucket sizes and ids (duplicates too)
+            layer = draw(st.sampled_from(sorted({n.split(".")[0] for n in names if n.endswith("tables.ids")})))
+            both = {layer + ".tables.offsets", layer + ".tables.ids"}
+            if both & used:
+                continue
+            used |= both
+            seed = draw(st.integers(0, 2**32 - 1))
+
+            def mut(h, a, layer=layer, seed=seed, base=base):
+                rng = np.random.default_rng(seed)
+                off = a[layer + ".tables.offsets"]
+                ids = a[layer + ".tables.ids"]
+                n_tables = _ckpt_config(base)["L"]
+                n_items = ids.size // n_tables
+                cap = _ckpt_config(base)["bucket_size"]
+                per = off.size // n_tables
+                for t in range(n_tables):
+                    sizes = rng.integers(0, min(cap, 4) + 1, per - 1) * (rng.random(per - 1) < 0.2)
+                    sizes = np.minimum(sizes, np.maximum(0, n_items - np.concatenate([[0], np.cumsum(sizes)[:-1]])))
+                    off[t * per:(t + 1) * per] = np.concatenate([[0], np.cumsum(sizes)]).astype(np.uint32)
+                ids[:] = rng.integers(0, n_items, ids.size)
+            muts.append((f"odd tables {layer}", mut, "load"))
+        elif kind == "shape":
+            how = draw(st.sampled_from(["row", "flat", "short"]))
+
+            def mut(h, a, name=name, how=how):
+                x = a[name]
+                if how == "row":
+                    a[name] = np.concatenate([x, x[:1]]) if x.size else np.zeros((1,) + x.shape[1:], x.dtype)
+                elif how == "flat" and x.ndim == 2:
+                    a[name] = x.reshape(-1)
+                else:
+                    a[name] = x[:-1] if len(x) else x[:0].reshape((0,) * max(1, x.ndim - 1) + (1,))
+            muts.append((f"shape {name} {how}", mut, "fail"))
+        elif kind == "dtype":
+            to = draw(st.sampled_from([np.int32, np.uint32, np.float32, np.int8, np.int64, np.float64]))
+            if np.dtype(to).str == dtypes[name]:
+                continue
+
+            def mut(h, a, name=name, to=to):
+                a[name] = a[name].astype(to)
+            muts.append((f"dtype {name} -> {np.dtype(to)}", mut, "fail"))
+        elif kind == "drop":
+            muts.append((f"drop {name}", lambda h, a, name=name: a.pop(name), "fail"))
+        elif kind == "extra":
+            muts.append(("extra array", lambda h, a: a.__setitem__("layer9.W", np.zeros(4, np.float32)), "fail"))
+        elif kind == "rename":
+            muts.append((f"rename {name}", lambda h, a, name=name: a.__setitem__(name + "x", a.pop(name)), "fail"))
+        elif kind == "meta":
+            key = draw(st.sampled_from(["step", "batches", "samples_seen", "epochs_done", "epoch_pos", "rehashes",
+                                        "rebuilds", "hash_seeds", "history", "run_target", "run_start"]))
+            val = draw(st.sampled_from(META_VALUES))
+            if key == "hash_seeds" and draw(st.booleans()):
+                val = [draw(st.sampled_from(META_VALUES)) for _ in range(2)]
+            if key == "history" and draw(st.booleans()):
+                val = [{"samples": 1, "train_seconds": draw(st.sampled_from(META_VALUES)), "samples_per_s": 1.0,
+                        "mean_loss": 1.0}]
+            limit = 2**31 - 2 if key == "batches" else 2**62  # the engine's batch id is an int32
+            ok_int = isinstance(val, int) and not isinstance(val, bool) and 0 <= val <= limit
+            if key == "hash_seeds":  # one per layer; only the LSH layers' (base 0: the output layer) matter
+                lsh = [base == 1, True]
+                expect = "load" if isinstance(val, list) and len(val) == 2 and all(
+                    not f or (isinstance(x, int) and not isinstance(x, bool) and 0 <= x < 2**64)
+                    for f, x in zip(lsh, val)) else "fail"
+            elif key == "history":  # entries of finite numbers (cmd_eval sums train_seconds)
+                entry = val[0] if isinstance(val, list) and val else {"train_seconds": 0}
+                x = entry.get("train_seconds") if isinstance(entry, dict) else None
+                expect = "load" if isinstance(val, list) and isinstance(x, (int, float)) and not isinstance(
+                    x, bool) and math.isfinite(x) else "fail"
+            elif key in ("run_target", "run_start"):
+                expect = "load" if val is None or ok_int else "fail"
+            else:
+                expect = "load" if ok_int else "fail"
+
+            def mut(h, a, key=key, val=val):
+                h["meta"][key] = val
+            muts.append((f"meta {key} = {val!r}", mut, expect))
+        elif kind == "config":
+            key = draw(st.sampled_from(FIELDS + ["bogus"]))
+            val = draw(scalars)
+
+            def mut(h, a, key=key, val=val):
+                h["config"][key] = val
+            muts.append((f"config {key} = {val!r}", mut, "either"))
+        elif kind == "table":
+            field = draw(st.sampled_from(["offset", "nbytes", "name", "dtype", "shape", "junk"]))
+            val = draw(st.sampled_from([-64, 64, 2**62, "x", None, [3], ["a"], "<f8", "O", 1.5, True]))
+            muts.append((f"table {name}.{field} = {val!r}", ("table", name, field, val), "fail"))
+        else:
+            what = draw(st.sampled_from(["arrays", "config", "meta", "drop", "raw"]))
+            val = draw(st.sampled_from(["garbage", 5, None, [], [1], [{"name": 1}], {}, 1.5]))
+            muts.append((f"header {what} = {val!r}", ("header", what, val), "either" if what == "drop" else "fail"))
+    if not muts:
+        muts.append(("none", lambda h, a: None, "load"))
+    return base, muts
+
+
+def _ckpt_raw(base):
+    return read_raw(_ckpt_bases()[base])
+
+
+def _ckpt_config(base):
+    return _ckpt_raw(base)[0]["config"]
+
+
+def _ckpt_arrays(base):
+    return unpack(*_ckpt_raw(base))
+
+
+def _apply(base, muts, out):
+    header, data = _ckpt_raw(base)
+    arrays = _ckpt_arrays(base)
+    raw_table, raw_header = [], None
+    for label, m, _ in muts:
+        if callable(m):
+            m(header, arrays)
+        elif m[0] == "table":
+            raw_table.append(m[1:])
+        else:
+            raw_header = m[1:]
+    header, data = pack(header, arrays)
+    for name, field, val in raw_table:
+        for e in header["arrays"]:
+            if e["name"] == name:
+                if field == "junk":
+                    e["junk"] = val
+                elif field in ("offset", "nbytes") and isinstance(val, int) and not isinstance(val, bool):
+                    e[field] += val
+                else:
+                    e[field] = val
+    if raw_header is not None:
+        what, val = raw_header
+        if what == "raw":
+            write_raw(out, None, data, raw_header=b"[" * 100000 if val is None else repr(val).encode())
+            return arrays
+        if what == "drop":
+            header.pop("software", None)
+        else:
+            header[what] = val
+    write_raw(out, header, data)
+    return arrays
+
+
+@fuzz(600, deadline_s=10.0)
+@given(checkpoint_mutations())
+@example((0, [("ids 2^30", lambda h, a: a["layer1.tables.ids"].__setitem__(slice(0, 5), 2**30), "fail")]))
+@example((0, [("coords at max", lambda h, a: a["layer1.hash.coord_of_slot"].fill(2**31 - 1), "fail")]))
+@example((0, [("arrays garbage", ("header", "arrays", "garbage"), "fail")]))
+@example((1, [("srp coef", lambda h, a: a["layer0.hash.srp_coef"].fill(100), "fail")]))
+# found by this property: a valid config value beyond C's int (threshold) raised OverflowError in add_layer
+@example((0, [("config threshold = 2^31", lambda h, a: h["config"].__setitem__("threshold", 2**31), "load")]))
+def test_checkpoint_contents(case):
+    """A checkpoint whose contents were changed and whose checksum was
+    recomputed loads only if every array is valid for the network it
+    describes; otherwise CheckpointError (or MemoryLimitError) naming the
+    file, in one line. A loaded one predicts, evaluates and trains (or stops
+    with NumericalError), never crashes (ASan/UBSan in .ci/sanitize.sh)."""
+    from workbench import Network
+    from workbench.checkpoint import CheckpointError, NonFiniteCheckpointError
+    from workbench.network import NumericalError
+    from workbench.resources import MemoryLimitError
+
+    base, muts = case
+    note("; ".join(label for label, _, _ in muts))
+    expects = {e for _, _, e in muts}
+    out = os.path.join(_CKPT_TMP, "mutated.slide")
+    arrays = _apply(base, muts, out)
+    train, test = _ckpt_bases()[2]
+    with watchdog(120):
+        try:
+            net = Network.load(out)
+        except (CheckpointError, MemoryLimitError) as e:
+            event("refused")
+            msg = str(e)
+            assert "\n" not in msg and msg.startswith(out), msg
+            assert expects != {"load"}, f"a valid checkpoint was refused: {msg}"
+            if any(e_ == "fail" and "= nan" in lbl or "= inf" in lbl or "= -inf" in lbl
+                   for lbl, _, e_ in muts if lbl.startswith("value")) and len(muts) == 1:
+                assert isinstance(e, NonFiniteCheckpointError) and "layer" in msg, msg
+            return
+        event("loaded")
+        assert "fail" not in expects, "an invalid checkpoint was loaded"
+        if expects == {"load"}:  # what was read is what was written
+            for name, a in net.state_arrays().items():
+                assert np.array_equal(a, arrays[name], equal_nan=True), name
+        try:
+            for mode in ("dense", "lsh"):
+                top = net.predict(test, mode=mode)
+                assert top.shape == (len(test), 5)
+            net.evaluate(test, max_samples=20)
+            net.fit(train, max_samples=64)
+        except NumericalError as e:  # e.g. weights of 3.4e38: a clean stop, not a crash
+            event("numerical error")
+            assert "\n" not in str(e)
+
+
+# =============================================================== Dataset mutation
+
+def _rows_valid(arrays, F, L, rows, with_labels):
+    """Oracle: rows well-formed (ranges, features strictly increasing in [0, F),
+    finite values, labels in [0, L); duplicate labels are harmless)."""
+    ip, ix, v, lp, lb = (arrays[k] for k in ("indptr", "indices", "values", "label_indptr", "labels"))
+    if not len(ip) or len(lp) != len(ip) or len(ix) != len(v):
+        return False  # arrays swapped for ones of other lengths: refused as a whole
+    nnz = min(len(ix), len(v))
+    n = len(ip) - 1 if not with_labels else min(len(ip), len(lp)) - 1
+    for s in rows:
+        if not 0 <= s < n:
+            return False
+        a, z = int(ip[s]), int(ip[s + 1])
+        if not 0 <= a <= z <= nnz:
+            return False
+        f = ix[a:z].astype(np.int64)
+        if len(f) and (f.min() < 0 or f.max() >= F or np.any(np.diff(f) <= 0)):
+            return False
+        if not np.all(np.isfinite(v[a:z])):
+            return False
+        if with_labels:
+            a, z = int(lp[s]), int(lp[s + 1])
+            if not 0 <= a <= z <= len(lb):
+                return False
+            y = lb[a:z].astype(np.int64)
+            if len(y) and (y.min() < 0 or y.max() >= L):
+                return False
+    return True
+
+
+_MUT_BASE: list = []
+
+
+@st.composite
+def dataset_mutations(draw):
+    if not _MUT_BASE:
+        from workbench import synthetic
+
+        _MUT_BASE.append(synthetic.generate("tiny", "train", n=60))
+    ds = _MUT_BASE[0]
+    F, L = ds.n_features, ds.n_labels
+    arrays = {k: getattr(ds, k).copy() for k in ("indptr", "indices", "values", "label_indptr", "labels")}
+    changes = []
+    for _ in range(draw(st.integers(1, 3))):
+        field = draw(st.sampled_from(sorted(arrays)))
+        a = arrays[field]
+        how = draw(st.sampled_from(["set", "set", "set", "swap", "replace"]))
+        if how == "replace":
+            to = draw(st.sampled_from(["shorter", "empty", "longer"]))
+            arrays[field] = {"shorter": a[: max(0, len(a) - 1 - draw(st.integers(0, 5)))].copy(),
+                             "empty": a[:0].copy(), "longer": np.concatenate([a, a[-1:]])}[to]
+            changes.append(f"{field} {to}")
+            continue
+        if not len(a):
+            continue
+        i = draw(st.integers(0, len(a) - 1))
+        if how == "swap":
+            j = draw(st.integers(0, len(a) - 1))
+            a[i], a[j] = a[j], a[i]
+            changes.append(f"swap {field}[{i}] {field}[{j}]")
+            continue
+        if field in ("indptr", "label_indptr"):
+            n = len(arrays["indices" if field == "indptr" else "labels"])
+            val = draw(st.sampled_from([-1, 0, n - 1, n, n + 1, 2**31, 2**40, -(2**62), int(a[i]) + 1,
+                                        int(a[i]) - 1]))
+        elif field == "indices":
+            val = draw(st.sampled_from([-1, F - 1, F, F + 1, 2**31 - 1, -(2**31), 10**8, int(a[i - 1]),
+                                        int(a[i]) + 1]))
+        elif field == "labels":
+            val = draw(st.sampled_from([-1, 0, L - 1, L, 10**8, -(2**31), int(a[i - 1])]))
+        else:
+            val = draw(st.sampled_from([float("nan"), float("inf"), -float("inf"), 0.0, 3.4e38, -1e-45]))
+        if a.dtype.kind == "i" and not np.iinfo(a.dtype).min <= val <= np.iinfo(a.dtype).max:
+            continue  # a neighbour's value +- 1 after an earlier change: not representable
+        a[i] = val
+        changes.append(f"{field}[{i}] = {val}")
+    op = draw(st.sampled_from(["fit", "fit", "predict_dense", "predict_lsh", "logits", "evaluate"]))
+    return ds, arrays, changes, op, draw(st.sampled_from(["batched", "hogwild"]))
+
+
+@fuzz(600, deadline_s=10.0)
+@given(dataset_mutations())
+def test_dataset_mutation_after_construction(case):
+    """A Dataset's arrays changed after it was validated (in place, or
+    swapped for other arrays): fit / predict / logits / evaluate run when
+    every row they read is still well-formed, and otherwise raise a clean
+    DataMismatchError naming the data set and the row; C never reads out of
+    bounds (ASan in .ci/sanitize.sh)."""
+    from workbench import Network
+    from workbench.config import preset_hyperparams
+    from workbench.network import DataMismatchError, NumericalError
+
+    ds0, arrays, changes, op, strategy = case
+    note(f"{op} ({strategy}) after {changes}")
+    ds = Dataset("mut", ds0.n_features, ds0.n_labels, **{k: getattr(ds0, k).copy() for k in arrays}, source="")
+    for k, a in arrays.items():  # what a caller holding the arrays (or bypassing the frozen dataclass) can do
+        if len(a) == len(getattr(ds, k)):
+            getattr(ds, k)[...] = a
+        else:
+            object.__setattr__(ds, k, a)
+    net = Network(Config(n_features=ds.n_features, n_labels=ds.n_labels,
+                         **{**preset_hyperparams("tiny"), "deterministic": True, "strategy": strategy}))
+    F, L = ds.n_features, ds.n_labels
+    n = len(arrays["indptr"]) - 1
+    if op == "evaluate" and len(arrays["label_indptr"]) == len(arrays["indptr"]):
+        rows = np.flatnonzero(np.diff(arrays["label_indptr"]) > 0)
+        valid = _rows_valid(arrays, F, L, rows, True)
+    else:
+        valid = _rows_valid(arrays, F, L, range(n), op == "fit")
+    big = np.abs(np.nan_to_num(arrays["values"], posinf=0, neginf=0)).max(initial=0) > 1e30
+    with watchdog(120):
+        try:
+            if op == "fit":
+                net.fit(ds, epochs=1)
+            elif op.startswith("predict"):
+                assert net.predict(ds, mode=op.split("_")[1]).shape == (n, 5)
+            elif op == "logits":
+                assert net.logits(ds).shape == (n, L)
+            else:
+                net.evaluate(ds)
+        except DataMismatchError as e:
+            event("refused")
+            msg = str(e)
+            assert "\n" not in msg and msg.startswith("data set 'mut': "), msg
+            assert not valid, f"well-formed rows were refused: {msg}"
+            return
+        except NumericalError:
+            event("numerical error")
+            assert valid and big, "NumericalError without huge values"
+            return
+    event("ran")
+    assert valid, "malformed rows were used"

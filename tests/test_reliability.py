@@ -16,6 +16,8 @@ from workbench.memory import peak_rss_bytes
 from workbench.network import NumericalError
 from workbench.resources import MemoryLimitError, check, estimate
 
+from .ckpt_tools import rewrite
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -140,8 +142,8 @@ def test_nan_run_keeps_the_last_good_checkpoint(tmp_path, small):
     net.save(good)
     before = good.read_bytes()
     bad = tmp_path / "bad.slide"
-    net.layers[0].arrays["W"][:, :] = np.inf
-    net.save(bad)
+    # the writer refuses non-finite weights: write the file byte by byte, checksum recomputed
+    rewrite(good, bad, lambda header, arrays: arrays["layer0.W"].fill(np.inf))
     p = cli("train", "--preset", "small", "--max-samples", 4000, "--no-eval", "--quiet", "--resume", bad, "--save", good)
     _, err = p.communicate(timeout=300)
     assert p.returncode == 3, err
@@ -197,3 +199,149 @@ def test_checkpoints_load_under_any_variant(tmp_path, small, written_as):
         assert np.abs(got - ref).max() <= tol * scale, (over, np.abs(got - ref).max(), scale)
         agree = (back.predict(test)[:, 0] == ref_top).mean()
         assert agree > 0.9, (over, agree)
+
+
+# ---- kill -9, divergence, hostile checkpoints on the command line --------------------------------------
+
+def test_kill_9_during_periodic_checkpoints(tmp_path):
+    """kill -9 at random moments, half of them while a checkpoint is being
+    written: the checkpoint always loads (the old or the new one), each
+    restart resumes from it, and the temporary files of killed saves do not
+    pile up (the next save removes them)."""
+    import random
+
+    path = tmp_path / "k.slide"
+    temps = lambda: [p for p in os.listdir(tmp_path) if p.startswith(".tmp-k.slide-")]  # noqa: E731
+    rng = random.Random(14)
+    mid_save = 0
+    for i in range(6):
+        args = ["train", "--preset", "tiny", "--max-samples", 10**7, "--no-eval", "--quiet", "--hidden", 1024,
+                "--save", path, "--checkpoint-every", 128] + (["--resume", path] if path.exists() else [])
+        before = path.stat().st_mtime_ns if path.exists() else 0
+        p = cli(*args)
+        t0 = time.time()
+        # wait for this run's first checkpoint (so it has cleaned up after the previous kill) ...
+        while time.time() - t0 < 120 and (not path.exists() or path.stat().st_mtime_ns == before):
+            assert p.poll() is None, p.communicate()[1]
+            time.sleep(0.005)
+        if i % 2:  # ... then kill while a save is under way (that save removed older temporary files:
+            while time.time() - t0 < 120 and not temps():  # any file now is the live writer's)
+                time.sleep(0.001)
+        else:  # ... or at a random moment
+            time.sleep(rng.uniform(0, 0.3))
+        p.kill()
+        p.communicate(timeout=60)
+        left = temps()
+        mid_save += bool(left)
+        assert len(left) <= 1, left  # at most the file of the save just killed
+        Network.load(path)  # the old or the new checkpoint, never a broken one
+    assert mid_save >= 1
+    Network.load(path).save(path)
+    assert temps() == []
+
+
+def test_diverging_run_never_saves_nonfinite_state(tmp_path, small):
+    """One value at 3e38 (a valid float32) and a large learning rate: the
+    run stops with exit 3 naming the layers and arrays, and the checkpoint
+    at --save is never replaced by non-finite state (periodic or final)."""
+    from workbench.data import write_xc
+
+    train, _ = small
+    data = train.head(600)
+    data.values[5] = 3e38
+    write_xc(data, tmp_path / "huge.txt")
+    good = tmp_path / "good.slide"
+    net = make(train)
+    net.fit(train, max_samples=256)
+    for extra in ([], ["--lr", 10], ["--lr", 10, "--checkpoint-every", 128]):
+        net.save(good)
+        p = cli("train", "--train", tmp_path / "huge.txt", "--no-eval", "--quiet", "--save", good, *extra,
+                *(a for k, v in preset_hyperparams("small").items() if k in ("K", "L", "range_pow")
+                  for a in (f"--{k.replace('_', '-')}" if len(k) > 1 else f"-{k}", v)))
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 3, err
+        assert err.count("\n") == 1 and "non-finite values in layer" in err and "Traceback" not in err, err
+        back = Network.load(good)  # still a valid, finite checkpoint
+        assert not back.nonfinite_layers()
+
+
+def test_hostile_checkpoints_on_the_command_line(tmp_path, small):
+    """eval of checkpoints whose contents were changed (checksum recomputed):
+    a one-line error and exit 2 (3 for non-finite values), no crash."""
+    from workbench.data import write_xc
+
+    train, test = small
+    write_xc(test.head(50), tmp_path / "test.txt")
+    net = make(train)
+    net.fit(train, max_samples=256)
+    good = tmp_path / "good.slide"
+    net.save(good)
+    cases = {
+        "ids": (lambda h, a: a["layer1.tables.ids"].__setitem__(slice(0, 50), 2**30), 2, "tables.ids"),
+        "coords": (lambda h, a: a["layer1.hash.coord_of_slot"].fill(2**31 - 1), 2, "coord_of_slot"),
+        "nan": (lambda h, a: a["layer1.W"].__setitem__((0, 0), np.nan), 3, "layer 1: W"),
+    }
+    for name, (mutate, rc, what) in cases.items():
+        bad = tmp_path / f"{name}.slide"
+        rewrite(good, bad, mutate)
+        p = cli("eval", "--model", bad, "--test", tmp_path / "test.txt", "--no-cache")
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == rc, (name, p.returncode, err)
+        assert err.count("\n") == 1 and what in err and str(bad) in err, err
+
+
+# ---- memory limits ---------------------------------------------------------------------------------------
+
+_UNDER_RLIMIT = """
+import re, resource, sys
+from workbench import cli
+vm = int(re.search(r"VmSize:\\s+(\\d+)", open("/proc/self/status").read()).group(1)) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (vm + (1 << 30), resource.RLIM_INFINITY))  # 1 GiB more than now
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_memory_estimate_respects_rlimit_as():
+    """Under ulimit -v (RLIMIT_AS) a configuration that does not fit is
+    refused with the estimate, by --dry-run and by the real run, whatever
+    the machine's free memory."""
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    for extra in (["--dry-run"], ["--max-samples", 10, "--no-eval"]):
+        r = subprocess.run([sys.executable, "-c", _UNDER_RLIMIT, "train", "--preset", "amazon670k",
+                            *map(str, extra)], capture_output=True, text=True, env=env, timeout=300)
+        assert r.returncode == 2, r.stderr
+        if extra[0] == "--dry-run":
+            assert "does NOT fit" in r.stdout and "(RLIMIT_AS)" in r.stdout, r.stdout
+        else:
+            assert "GiB but" in r.stderr and "(RLIMIT_AS)" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_cgroup_limit_is_read(tmp_path, version):
+    from workbench.memory import cgroup_headroom
+
+    point = tmp_path / "cg"
+    leaf = point / "svc" / "job"
+    leaf.mkdir(parents=True)
+    if version == "v2":
+        files = {point / "svc": ("memory.max", 3 << 30, "memory.current", 1 << 30, "inactive_file"),
+                 leaf: ("memory.max", "max", "memory.current", 1 << 30, "inactive_file")}
+        mount = f"41 31 0:38 / {point} rw,relatime - cgroup2 cgroup2 rw"
+        line = "0::/svc/job"
+    else:
+        files = {point / "svc": ("memory.limit_in_bytes", 9223372036854771712, "memory.usage_in_bytes", 0,
+                                 "total_inactive_file"),
+                 leaf: ("memory.limit_in_bytes", 3 << 30, "memory.usage_in_bytes", 1 << 30,
+                        "total_inactive_file")}
+        mount = f"35 31 0:32 / {point} rw,relatime - cgroup cgroup rw,memory"
+        line = "4:memory:/svc/job"
+    for d, (lim_f, lim, use_f, use, cache_key) in files.items():
+        (d / lim_f).write_text(f"{lim}\n")
+        (d / use_f).write_text(f"{use}\n")
+        (d / "memory.stat").write_text(f"anon 1\n{cache_key} {256 << 20}\n")
+    (tmp_path / "cgroup").write_text(f"9:name=systemd:/\n{line}\n")
+    (tmp_path / "mountinfo").write_text(f"31 23 0:28 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n{mount}\n")
+    # 3 GiB limit, 1 GiB used of which 256 MiB reclaimable page cache
+    assert cgroup_headroom(tmp_path / "cgroup", tmp_path / "mountinfo") == (2 << 30) + (256 << 20)
+    (tmp_path / "cgroup").write_text("0::/elsewhere\n4:memory:/elsewhere\n")
+    assert cgroup_headroom(tmp_path / "cgroup", tmp_path / "mountinfo") is None

@@ -29,9 +29,12 @@ EXIT_USER_ERROR = 2
 def _csv(cast):
     def parse(text):
         try:
-            return tuple(cast(x) for x in text.split(",") if x.strip())
+            items = tuple(cast(x) for x in text.split(",") if x.strip())
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}") from None
+        if not items:  # `--hidden ""` is a slip, not a request for no hidden layer
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
+        return items
     return parse
 
 
@@ -91,6 +94,14 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _config_from_args(args, n_features: int, n_labels: int, base_cfg: dict | None = None) -> Config:
+    d = _config_dict(args, base_cfg)
+    d["n_features"] = n_features
+    d["n_labels"] = n_labels
+    return Config.from_dict(d)
+
+
+def _config_dict(args, base_cfg: dict | None = None) -> dict:
+    """Config values set by base_cfg and the command line's flags."""
     d = dict(base_cfg or {})
     for f in dataclasses.fields(Config):
         v = getattr(args, "cfg_" + f.name, None)
@@ -107,9 +118,7 @@ def _config_from_args(args, n_features: int, n_labels: int, base_cfg: dict | Non
     if getattr(args, "layout", None):
         n_layers = len(d.get("hidden", Config.hidden)) + 1
         d["layouts"] = (args.layout,) * n_layers
-    d["n_features"] = n_features
-    d["n_labels"] = n_labels
-    return Config.from_dict(d)
+    return d
 
 
 def _read_toml(path: str) -> dict:
@@ -222,13 +231,14 @@ def cmd_train(args) -> int:
     from .network import Network
 
     toml = _read_toml(args.config) if args.config else {}
-    run = toml.get("run", {}) if isinstance(toml.get("run", {}), dict) else {}
-    base = {k: v for k, v in toml.items() if not isinstance(v, dict)}
-    base.update(toml.get("train", {}) if isinstance(toml.get("train"), dict) else {})
+    base, run = _toml_sections(args.config, toml)
+    actions = _run_actions()
     for key, val in run.items():  # [run] fills flags the command line left unset
-        attr = key.replace("-", "_")
-        if not hasattr(args, attr):
-            raise ConfigError(f"{args.config}: unknown [run] key {key!r}")
+        attr = key.replace("-", "_") if isinstance(key, str) else None
+        if attr not in actions:
+            raise ConfigError(f"{args.config}: unknown [run] key {key!r} (valid: {', '.join(sorted(actions))}; "
+                              f"hyper-parameters go at the top level or under [train])")
+        val = _run_value(args.config, key, val, actions[attr])  # checked even where a flag wins
         if getattr(args, attr) in (None, False):
             setattr(args, attr, val)
     if args.train and not args.test and not args.no_eval:
@@ -247,6 +257,7 @@ def cmd_train(args) -> int:
     if args.preset is None:
         args.preset = "amazon670k"
     epochs = args.epochs if args.epochs is not None else 1.0
+    user_cfg = _config_dict(args, base)  # what this command sets itself (a resumed run must agree)
 
     if not args.train:  # generated data: start from the preset's suggested hyper-parameters
         from .config import preset_hyperparams
@@ -261,11 +272,15 @@ def cmd_train(args) -> int:
     test = None if args.no_eval else _load_data(args, "test", args.eval_samples)
     data_seconds = time.perf_counter() - t0
     cfg = _config_from_args(args, train.n_features, train.n_labels, base)
+    total = args.max_samples if args.max_samples else int(round(epochs * len(train)))
+    if total < 1:
+        raise ConfigError(f"nothing to train: --epochs {epochs} of {len(train):,} training points is 0 samples")
     if args.resume:
-        net = Network.load(args.resume, overrides={k: getattr(cfg, k) for k in ("threads", "deterministic")})
+        net, total = _resume(args, cfg, user_cfg, train, epochs)
         cfg = net.config
     else:
         net = Network(cfg)
+        net.run_start = net.samples_seen
     print(f"data: {train.source} ({len(train):,} train points"
           + (f", {len(test):,} test points" if test is not None else "") + f", {data_seconds:.1f}s)")
     print(f"network: {cfg.n_features:,} -> {' -> '.join(str(h) for h in cfg.hidden)} -> {cfg.n_labels:,}, "
@@ -273,16 +288,17 @@ def cmd_train(args) -> int:
           f"{' compat' if cfg.compat else ''}, batch {cfg.batch_size}, {net.threads} threads, "
           f"precision {cfg.precision}, kernels {net.kernels['fwd_rows'].kernel.name}, {net.strategy}")
 
-    total = args.max_samples if args.max_samples else int(round(epochs * len(train)))
-    if args.resume and net.run_target is not None:  # an interrupted run: finish what it was asked to do
-        total = max(0, net.run_target - net.samples_seen)
-        print(f"resuming at {net.samples_seen:,} samples; {total:,} to go")
     net.run_target = net.samples_seen + total
     summary = _fit_interruptible(net, train, total, args)
-    if summary is None:
-        return 0
     if summary.get("interrupted"):
         return summary["interrupted"]
+    bad = net.nonfinite_layers()
+    if bad:  # the NaN guard runs at rehash time: the last stretch is checked here
+        from .network import NumericalError
+
+        where = "; ".join(f"layer {i}: {', '.join(names)}" for i, names in bad.items())
+        raise NumericalError(f"training diverged: non-finite values in {where} after {net.samples_seen:,} samples "
+                             f"(lower the learning rate or check the data's scale); nothing was evaluated or saved")
     result = {
         "command": "train",
         "data": {"train": train.source, "test": test.source if test is not None else None,
@@ -314,13 +330,141 @@ def cmd_train(args) -> int:
     result["config"] = cfg.to_dict()
     result["kernels"] = {op: c.kernel.name for op, c in net.kernels.items()}
     result["runtime"] = runtime.report(net)
+    save_error = None
     if args.save:
-        net.save(args.save)
-        rows.append(("checkpoint", args.save))
+        try:
+            net.save(args.save)
+            rows.append(("checkpoint", args.save))
+        except OSError as e:  # e.g. a full disk: the results below are still printed and written
+            save_error = e
+            result["checkpoint_error"] = f"{e.filename}: {e.strerror}"
+            rows.append(("checkpoint", f"NOT written: {e.filename}: {e.strerror}"))
     _print_summary("summary", rows)
     if args.json:
-        _write_json(args.json, result)
+        try:
+            _write_json(args.json, result)
+        except ConfigError as e:
+            if save_error is None:
+                raise
+            print(f"slide-workbench: error: {e}", file=sys.stderr)
+    if save_error is not None:
+        raise save_error
     return 0
+
+
+def _holds(net) -> str:
+    """What a checkpoint's training state amounts to, in words."""
+    text = (f"{net.samples_seen:,} samples seen, {net.epochs_done:,} complete pass(es) over the data, "
+            f"{net.step:,} Adam steps")
+    if net.history:
+        text += f", last mean loss {net.history[-1]['mean_loss']:.4f}"
+    return text
+
+
+def _resume(args, cfg: Config, user_cfg: dict, train, epochs: float):
+    """The network of --resume PATH and the samples left to train. An
+    interrupted run finishes what it was asked to do; hyper-parameters and an
+    explicit --epochs/--max-samples must agree with the checkpoint's run
+    (execution settings may change); a finished run is refused, saying what it holds."""
+    from .checkpoint import LOAD_OVERRIDES
+    from .network import Network
+
+    path = args.resume
+    overrides = {k: getattr(cfg, k) for k in ("threads", "deterministic")}
+    overrides.update({k: getattr(cfg, k) for k in user_cfg if k in LOAD_OVERRIDES})
+    net = Network.load(path, overrides=overrides)
+    ck = net.config
+    conflicts = []
+    for k, v in user_cfg.items():
+        if k in LOAD_OVERRIDES:
+            continue
+        try:
+            same = getattr(Config.from_dict({**ck.to_dict(), k: v}), k) == getattr(ck, k)
+        except (ConfigError, TypeError):
+            same = False
+        if not same:
+            conflicts.append(f"{k} = {_show(v)} (checkpoint: {_show(getattr(ck, k))})")
+    if conflicts:
+        raise ConfigError(f"--resume {path}: this command sets {'; '.join(conflicts)}; a resumed run keeps the "
+                          f"checkpoint's hyper-parameters (only {', '.join(LOAD_OVERRIDES)} may change)")
+    asked = args.max_samples if args.max_samples else (
+        int(round(epochs * len(train))) if args.epochs is not None else None)
+    if net.run_target is None:  # saved through the Python API: this command trains on from it
+        return net, asked if asked is not None else int(round(epochs * len(train)))
+    left = max(0, net.run_target - net.samples_seen)
+    if asked is not None and net.run_start is not None and asked != net.run_target - net.run_start:
+        run_total = net.run_target - net.run_start
+        raise ConfigError(f"--resume {path}: this command asks for {asked:,} training samples but the run in the "
+                          f"checkpoint asked for {run_total:,} ({run_total - left:,} done, {left:,} left); resume it "
+                          f"with its own --epochs / --max-samples, or with neither")
+    if left == 0:
+        raise ConfigError(f"--resume {path}: nothing to resume: the run in this checkpoint is finished "
+                          f"({_holds(net)}); evaluate it with: slide-workbench eval --model {path}")
+    print(f"resuming at {net.samples_seen:,} samples; {left:,} to go")
+    return net, left
+
+
+def _show(v) -> str:
+    if isinstance(v, (tuple, list)):
+        return "[" + ", ".join(map(str, v)) + "]"
+    return repr(v) if isinstance(v, str) else str(v)
+
+
+def _toml_sections(path: str, doc: dict) -> tuple[dict, dict]:
+    """(config values, [run] table) of a --config file; any other table is an error."""
+    from dataclasses import fields
+
+    names = {f.name for f in fields(Config)}
+    unknown = [k for k, v in doc.items() if isinstance(v, dict) and k not in ("train", "run") and k not in names]
+    if unknown:
+        raise ConfigError(f"{path}: unknown section(s) {', '.join(f'[{k}]' for k in unknown)} (valid: [train] for "
+                          f"hyper-parameters, which may also be at the top level, and [run])")
+    for k in ("train", "run"):
+        if k in doc and not isinstance(doc[k], dict):
+            raise ConfigError(f"{path}: '{k}' must be a table ([{k}]), got {_show(doc[k])}")
+    base = {k: v for k, v in doc.items() if k not in ("train", "run")}
+    base.update(doc.get("train", {}))
+    return base, doc.get("run", {})
+
+
+def _run_actions() -> dict:
+    """dest -> argparse action of every train flag a [run] table may set
+    (hyper-parameter flags excluded: they have their own sections)."""
+    for a in build_parser()._actions:
+        if isinstance(a, argparse._SubParsersAction):
+            return {x.dest: x for x in a.choices["train"]._actions
+                    if x.dest not in ("help", "config", "kernel", "layout") and not x.dest.startswith("cfg_")}
+    return {}
+
+
+def _run_value(path: str, key: str, val, action):
+    """A [run] value checked against its flag's type, as argparse would."""
+    def bad(expected):
+        raise ConfigError(f"{path}: [run] {key}: expected {expected}, got {_show(val)[:80]}")
+
+    if action.nargs == 0:  # a switch
+        if not isinstance(val, bool):
+            bad("true or false")
+    elif action.type is int:
+        if isinstance(val, bool) or not isinstance(val, int):
+            bad("an integer")
+    elif action.type is float:
+        if isinstance(val, bool) or not isinstance(val, (int, float)):
+            bad("a number")
+        val = float(val)
+    elif action.type is None:
+        if not isinstance(val, str):
+            bad("a string")
+    elif isinstance(val, str):
+        try:
+            val = action.type(val)
+        except (argparse.ArgumentTypeError, ValueError) as e:
+            bad(str(e) or "a valid value")
+    else:
+        bad("a string")
+    if action.choices is not None and val not in action.choices:
+        bad(f"one of {', '.join(map(str, action.choices))}")
+    return val
 
 
 def _dry_run(args, base: dict, epochs: float) -> int:
@@ -340,12 +484,9 @@ def _dry_run(args, base: dict, epochs: float) -> int:
         data_bytes = int(n * (p.mean_nnz * 8 + p.mean_labels * 4 + 16))
         max_labels = int(4 * p.mean_labels + 16)
     cfg = _config_from_args(args, n_features, n_labels, base)
-    est = resources.estimate(cfg, data_bytes=data_bytes, max_labels=max_labels)
-    from .memory import available_memory
-
-    est["available_bytes"] = available_memory()
+    est = resources.with_available(resources.estimate(cfg, data_bytes=data_bytes, max_labels=max_labels))
     print(resources.format_estimate(est))
-    fits = est["available_bytes"] is None or est["total_bytes"] <= 0.9 * est["available_bytes"]
+    fits = resources.fits(est)
     print("fits in available memory" if fits else "does NOT fit in available memory")
     if args.json:
         _write_json(args.json, {"command": "train --dry-run", "estimate": est, "config": cfg.to_dict(), "fits": fits})
@@ -375,12 +516,15 @@ def _fit_interruptible(net, train, total: int, args) -> dict:
         if progress is not None:
             progress(info)
         if every and net.samples_seen >= state["next"]:
-            net.save(args.save)
+            try:
+                net.save(args.save)
+            except OSError as e:  # e.g. a full disk: the last good checkpoint stays; the final save tries again
+                print(f"\nslide-workbench: warning: periodic checkpoint not written: {e.filename}: {e.strerror}; "
+                      f"training continues", file=sys.stderr, flush=True)
             state["next"] = (net.samples_seen // every + 1) * every
 
     try:
-        summary = net.fit(train, max_samples=total, progress=on_batch,
-                          should_stop=lambda: bool(caught)) if total > 0 else None
+        summary = net.fit(train, max_samples=total, progress=on_batch, should_stop=lambda: bool(caught))
     finally:
         for sig, h in previous.items():
             signal.signal(sig, h)
@@ -712,12 +856,12 @@ def main(argv=None) -> int:
         return e.code if isinstance(e.code, int) else EXIT_USER_ERROR
     try:
         return args.func(args)
+    except NumericalError as e:  # before ValueError: a checkpoint holding NaN is both
+        print(f"slide-workbench: error: {e}", file=sys.stderr)
+        return 3
     except (DataFormatError, ConfigError, CheckpointError, DataMismatchError, ValueError) as e:
         print(f"slide-workbench: error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except NumericalError as e:
-        print(f"slide-workbench: error: {e}", file=sys.stderr)
-        return 3
     except MemoryLimitError as e:
         print(f"slide-workbench: error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR

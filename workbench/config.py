@@ -266,7 +266,10 @@ class Config:
         except UnicodeDecodeError as e:  # tomllib decodes the whole file first
             raise ConfigError(f"{path}: invalid TOML: not UTF-8 (byte {e.start})") from None
         if "train" in doc and isinstance(doc["train"], dict):
-            doc = {**{k: v for k, v in doc.items() if k != "train" and not isinstance(v, dict)}, **doc["train"]}
+            # other tables stay in: from_dict names them (a [typo] section is an error, not ignored)
+            doc = {**{k: v for k, v in doc.items() if k not in ("train", "run")}, **doc["train"]}
+        elif isinstance(doc.get("run"), dict):
+            doc = {k: v for k, v in doc.items() if k != "run"}  # the CLI's run settings: not config
         try:
             return cls.from_dict(doc, base)
         except (ConfigError, TypeError) as e:

@@ -133,6 +133,12 @@ class Dataset:
     [0, n_labels), in file order). Arrays are C-contiguous int64 / int32 /
     float32 / int64 / int32; other integer or float inputs are converted.
     Instances never compare equal by ``==`` (use ``equals``).
+
+    The arrays are validated here and stay ordinary writable arrays (an
+    array passed in with the right dtype is kept, not copied). Whatever
+    happens to them afterwards, the engine re-checks every sample it reads
+    (``kernels._core``), so a changed array gives ``DataMismatchError``,
+    never an out-of-bounds access.
     """
 
     name: str

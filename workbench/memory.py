@@ -124,19 +124,146 @@ def huge_pages_backing(arrays: dict) -> dict:
     return out
 
 
-def available_memory() -> int | None:
-    """MemAvailable from /proc/meminfo, in bytes (None if unknown)."""
+def _read_int(path: str) -> int | None:
+    """An integer file of /sys ('max' and unreadable files: None)."""
+    try:
+        with open(path) as fh:
+            text = fh.read().strip()
+        return int(text)
+    except (OSError, ValueError):
+        return None
+
+
+def _stat_value(path: str, key: str) -> int:
+    """One field of a cgroup memory.stat file (0 if absent)."""
+    try:
+        with open(path) as fh:
+            for line in fh:
+                k, _, v = line.partition(" ")
+                if k == key:
+                    return int(v)
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _cgroup_mounts(mountinfo: str) -> dict:
+    """{'v2' | 'memory': (mount root, mount point)} from /proc/self/mountinfo."""
+    out = {}
+    try:
+        with open(mountinfo) as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        left, sep, right = line.partition(" - ")
+        fields, tail = left.split(), right.split()
+        if not sep or len(fields) < 5 or len(tail) < 3:
+            continue
+        root, point = fields[3], fields[4].replace("\\040", " ")
+        if tail[0] == "cgroup2":
+            out.setdefault("v2", (root, point))
+        elif tail[0] == "cgroup" and "memory" in tail[2].split(","):
+            out.setdefault("memory", (root, point))
+    return out
+
+
+def cgroup_headroom(proc_cgroup: str = "/proc/self/cgroup", mountinfo: str = "/proc/self/mountinfo") -> int | None:
+    """Bytes this process's memory cgroup (and its ancestors) still allow:
+    the smallest limit minus usage, reclaimable page cache (inactive file
+    pages) counted as free; None without a limit. cgroup v2 (memory.max,
+    memory.current) and v1 (memory.limit_in_bytes, memory.usage_in_bytes),
+    found through the mount table."""
+    try:
+        with open(proc_cgroup) as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    mounts = _cgroup_mounts(mountinfo)
+    best = None
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        hier, controllers, path = parts
+        if hier == "0" and controllers == "" and "v2" in mounts:
+            (root, point), files = mounts["v2"], ("memory.max", "memory.current", "inactive_file")
+        elif "memory" in controllers.split(",") and "memory" in mounts:
+            (root, point), files = mounts["memory"], ("memory.limit_in_bytes", "memory.usage_in_bytes",
+                                                     "total_inactive_file")
+        else:
+            continue
+        rel = os.path.relpath(path, root)
+        if rel.startswith(".."):
+            continue  # the cgroup is outside what is mounted here
+        names = [] if rel == "." else rel.split("/")
+        # the cgroup's directory and every ancestor up to the mount point (a limit above applies too)
+        for depth in range(len(names), -1, -1):
+            d = os.path.join(point, *names[:depth])
+            limit = _read_int(os.path.join(d, files[0]))
+            if limit is None or limit >= 1 << 60:  # 'max', or v1's "unlimited" (a page-rounded 2^63)
+                continue
+            usage = _read_int(os.path.join(d, files[1])) or 0
+            usage -= min(usage, _stat_value(os.path.join(d, "memory.stat"), files[2]))
+            room = max(0, limit - usage)
+            best = room if best is None else min(best, room)
+    return best
+
+
+def address_space_headroom() -> int | None:
+    """Bytes of address space RLIMIT_AS (ulimit -v) still allows this process
+    (the soft limit minus VmSize); None without a limit."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    used = 0
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmSize:"):
+                    used = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError):
+        pass
+    return max(0, soft - used)
+
+
+def memory_limits() -> dict:
+    """What bounds the memory this process can still allocate, in bytes, by
+    source: 'MemAvailable' (the machine), 'RLIMIT_AS' (ulimit -v), 'cgroup'
+    (a container's or service's memory limit); unknown or unlimited ones are left out."""
+    out = {}
     try:
         with open("/proc/meminfo") as fh:
             for line in fh:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
+                    out["MemAvailable"] = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError):
         pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError):
-        return None
+    if "MemAvailable" not in out:
+        try:
+            out["MemAvailable"] = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError):
+            pass
+    for name, fn in (("RLIMIT_AS", address_space_headroom), ("cgroup", cgroup_headroom)):
+        v = fn()
+        if v is not None:
+            out[name] = v
+    return out
+
+
+def available_memory(with_source: bool = False):
+    """Bytes this process can still allocate: the smallest of the machine's
+    MemAvailable, the RLIMIT_AS headroom and the cgroup headroom (None if
+    none is known). with_source: (bytes, name of the limit that binds)."""
+    limits = memory_limits()
+    if not limits:
+        return (None, None) if with_source else None
+    source = min(limits, key=limits.get)
+    return (limits[source], source) if with_source else limits[source]
 
 
 def peak_rss_bytes() -> int:

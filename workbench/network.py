@@ -15,6 +15,7 @@ in either layout.
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from dataclasses import dataclass, field
 
@@ -25,7 +26,7 @@ from kernels import _core
 from . import lsh, memory, variants
 from .bf16 import to_bf16
 from .config import Config, ConfigError
-from .data import Dataset
+from .data import _INDEX_FIELDS, Dataset
 
 LAYOUT_IDS = {"rowmajor": 0, "transposed": 1}
 SAMPLING_IDS = {"vanilla": 0, "topk": 1, "threshold": 2, "uniform": 3, "exact": 4}
@@ -93,6 +94,8 @@ class Network:
         self.rebuilds = 0
         self._epoch_pos = 0  # position within the current epoch's order (resume mid-epoch)
         self.run_target = None  # samples_seen at which an interrupted run meant to stop
+        self.run_start = None  # samples_seen when that run started
+        self._finite_at = None  # self.batches when W and b were last found finite (inference checks)
         self.history: list[dict] = []
         self.timing = {"train_wall": 0.0, "update": 0.0, "maintenance": 0.0}
         self._buffers: list[memory.Buffer] = []
@@ -108,14 +111,15 @@ class Network:
     # ---- construction --------------------------------------------------------
     def _alloc(self, shape, dtype, name, spare: int = 0):
         """A zeroed array; `spare` extra elements after it (bf16 gathers read 4 bytes at a 2-byte offset)."""
-        if not spare:
-            buf = memory.allocate(shape, dtype, self.placement, name=name)
-            self._buffers.append(buf)
-            return buf.array
         n = int(np.prod(shape))
-        buf = memory.allocate(n + spare, dtype, self.placement, name=name)
+        try:
+            buf = memory.allocate(n + spare if spare else shape, dtype, self.placement, name=name)
+        except (MemoryError, OSError) as e:  # the estimate said it fits, the system disagrees
+            from . import resources
+
+            raise resources.MemoryLimitError(resources.allocation_failure(self.config, name, e)) from None
         self._buffers.append(buf)
-        return buf.array[:n].reshape(shape)
+        return buf.array[:n].reshape(shape) if spare else buf.array
 
     def _allocate(self) -> list[Layer]:
         cfg = self.config
@@ -185,7 +189,9 @@ class Network:
                           b=a["b"], gW=a["gW"], gb=a["gb"], mW=a["mW"], vW=a["vW"], mb=a["mb"], vb=a["vb"],
                           row_stamp=a["row_stamp"], bias_stamp=a["bias_stamp"], lsh=layer.lsh,
                           sampling=SAMPLING_IDS[cfg.sampling], top_k=min(cfg.top_k, layer.n_out),
-                          threshold=cfg.threshold, min_active=min(cfg.min_active, layer.n_out), prefetch=cfg.prefetch,
+                          # a neuron collides in at most L tables: larger thresholds all mean L + 1 (and fit C's int)
+                          threshold=min(cfg.threshold, cfg.L + 1), min_active=min(cfg.min_active, layer.n_out),
+                          prefetch=cfg.prefetch,
                           hasher=layer.hasher, tables=layer.tables)
             k = {op: c.kernel.name for op, c in self.kernels.items()}
             eng.set_kernels(layer.index, k["fwd_rows"], k["bwd_rows"], k["fwd_cols"], k["bwd_cols"], k["adam"],
@@ -232,15 +238,18 @@ class Network:
     def _prepare_batch(self, data: Dataset) -> None:
         cfg = self.config
         out = self.layers[-1]
-        max_labels = int(np.diff(data.label_indptr).max(initial=0))
-        cap = min(out.n_out, max(cfg.L * cfg.bucket_size, cfg.top_k, cfg.min_active) + max_labels
-                  + cfg.batch_labels)
+        max_labels = max(0, int(np.diff(data.label_indptr).max(initial=0)))
+        base = max(cfg.L * cfg.bucket_size, cfg.top_k, cfg.min_active) + cfg.batch_labels
+        cap = min(out.n_out, base + max_labels)
         if cap > self._batch_cap:
             fwd, bwd, fused = self._union_kernels()
             self.batch_bytes = self._engine.setup_batch(cfg.batch_size, cap, fwd, bwd,
                                                         round_inputs=cfg.precision != "fp32",
                                                         round_weights=cfg.precision == "bf16act",
-                                                        row_adam_kernel=fused, batch_labels=cfg.batch_labels)
+                                                        row_adam_kernel=fused, batch_labels=cfg.batch_labels,
+                                                        # labels a sample may bring: all of them once the
+                                                        # buffers hold every output row
+                                                        max_labels=out.n_out if cap >= out.n_out else cap - base)
             self._batch_cap = cap
 
     # ---- LSH maintenance ----------------------------------------------------
@@ -261,7 +270,7 @@ class Network:
         """{layer index: [arrays holding NaN or inf]} (a full scan)."""
         out = {}
         for layer in self.layers:
-            names = [n for n in ("W", "b", "mW", "vW")
+            names = [n for n in ("W", "b", "mW", "vW", "mb", "vb")
                      if _core.count_nonfinite(layer.arrays[n], self.threads)]
             if names:
                 out[layer.index] = names
@@ -291,13 +300,36 @@ class Network:
 
     # ---- data checks --------------------------------------------------------
     def check_data(self, data: Dataset) -> None:
+        if not isinstance(data, Dataset):
+            raise TypeError(f"data must be a workbench.Dataset, got {type(data).__name__}")
+        # the arrays' kind and lengths (O(1)): a frozen dataclass can still have its fields swapped
+        for name, dtype in _INDEX_FIELDS:
+            a = getattr(data, name)
+            if not isinstance(a, np.ndarray) or a.ndim != 1 or a.dtype != dtype or not a.flags.c_contiguous:
+                raise DataMismatchError(f"{_where(data)}: Dataset.{name} is no longer a contiguous 1-D "
+                                        f"{np.dtype(dtype)} array (it was replaced after validation)")
+        if not len(data.indptr) or len(data.label_indptr) != len(data.indptr) \
+                or len(data.indices) != len(data.values):
+            raise DataMismatchError(f"{_where(data)}: Dataset array lengths disagree (indptr {len(data.indptr)}, "
+                                    f"label_indptr {len(data.label_indptr)}, indices {len(data.indices)}, values "
+                                    f"{len(data.values)}): they were replaced after validation")
         cfg = self.config
         if data.n_features > cfg.n_features:
             raise DataMismatchError(
-                f"{data.source}: data has {data.n_features} features but the network takes {cfg.n_features}")
+                f"{_where(data)}: data has {data.n_features} features but the network takes {cfg.n_features}")
         if data.n_labels > cfg.n_labels:
             raise DataMismatchError(
-                f"{data.source}: data has {data.n_labels} labels but the network has {cfg.n_labels} outputs")
+                f"{_where(data)}: data has {data.n_labels} labels but the network has {cfg.n_labels} outputs")
+
+    def _engine_call(self, data: Dataset, fn, *args, **kw):
+        """An engine call over data's arrays, which the engine re-checks per
+        sample (they may have been changed since the Dataset validated them):
+        its DataError becomes a DataMismatchError naming the data set."""
+        try:
+            return fn(*args, **kw)
+        except _core.DataError as e:
+            raise DataMismatchError(f"{_where(data)}: {e} (the data set's arrays were changed after it was "
+                                    f"validated)") from None
 
     # ---- training -----------------------------------------------------------
     def fit(self, data: Dataset, epochs: float = 1, *, max_samples: int | None = None, progress=None,
@@ -311,10 +343,17 @@ class Network:
         cfg = self.config
         n = len(data)
         if n == 0:
-            raise ValueError(f"{data.source}: no training samples")
-        if epochs <= 0 and max_samples is None:
-            raise ValueError("epochs must be > 0")
-        total = int(round(epochs * n)) if max_samples is None else int(max_samples)
+            raise ValueError(f"{_where(data)}: no training samples")
+        if max_samples is None:
+            if isinstance(epochs, bool) or not isinstance(epochs, numbers.Real) or not math.isfinite(epochs):
+                raise ValueError(f"epochs must be a finite number > 0, got {epochs!r}")
+            if epochs <= 0:
+                raise ValueError(f"epochs must be > 0, got {epochs!r}")
+            total = int(round(epochs * n))
+        else:
+            if isinstance(max_samples, bool) or not isinstance(max_samples, numbers.Integral):
+                raise ValueError(f"max_samples must be an integer >= 1, got {max_samples!r}")
+            total = int(max_samples)
         if total <= 0:
             raise ValueError("nothing to train: max_samples must be > 0")
         B = cfg.batch_size
@@ -336,21 +375,29 @@ class Network:
             pos = self._epoch_pos
             while pos < n and done < total:
                 stop = min(n, pos + B, pos + (total - done))
+                # changed arrays are refused before this batch counts (the engine checks again)
+                self._engine_call(data, self._engine.check_batch, data.indptr, data.indices, data.values,
+                                  data.label_indptr, data.labels, order, pos, stop, data.n_features, data.n_labels,
+                                  batched)
                 self.batches += 1
                 self.batches_in_fit += 1
                 t0 = time.perf_counter()
                 if batched:
                     self.step += 1
-                    ls, cnt = self._engine.train_batch_union(
+                    ls, cnt = self._engine_call(
+                        data, self._engine.train_batch_union,
                         data.indptr, data.indices, data.values, data.label_indptr, data.labels, order, pos, stop,
                         self.batches, _seed_of(cfg.seed, 0xBA7C, self.batches), 1.0 / (stop - pos), T,
-                        self._lr_t(), cfg.beta1, cfg.beta2, cfg.eps, cfg.update == "dense")
+                        self._lr_t(), cfg.beta1, cfg.beta2, cfg.eps, cfg.update == "dense",
+                        n_features=data.n_features, n_labels=data.n_labels)
                     t1 = time.perf_counter()
                     self._adam_step(batched_output=True)
                 else:
-                    ls, cnt = self._engine.train_batch(
+                    ls, cnt = self._engine_call(
+                        data, self._engine.train_batch,
                         data.indptr, data.indices, data.values, data.label_indptr, data.labels, order, pos, stop,
-                        self.batches, _seed_of(cfg.seed, 0xBA7C, self.batches), 1.0 / (stop - pos), T)
+                        self.batches, _seed_of(cfg.seed, 0xBA7C, self.batches), 1.0 / (stop - pos), T,
+                        n_features=data.n_features, n_labels=data.n_labels)
                     t1 = time.perf_counter()
                     self.step += 1
                     self._adam_step()
@@ -363,6 +410,7 @@ class Network:
                 self.samples_seen += stop - pos
                 done += stop - pos
                 pos = stop
+                self._epoch_pos = pos  # consistent with samples_seen should anything below raise
                 self._maintain(before, self.samples_seen)
                 loss_sum += ls
                 loss_n += cnt
@@ -466,26 +514,62 @@ class Network:
         """Top-k labels per sample (int32 (n, k), -1 where fewer were scored)."""
         if mode not in ("dense", "lsh"):
             raise ValueError(f"mode must be 'dense' or 'lsh', got {mode!r}")
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= 64:
+            raise ValueError(f"k must be an integer in [1, 64], got {k!r}")
         self.check_data(data)
-        rows = np.arange(len(data), dtype=np.int64) if rows is None else np.ascontiguousarray(rows, dtype=np.int64)
-        if len(rows) and (rows.min() < 0 or rows.max() >= len(data)):
-            raise IndexError("rows out of range")
-        return self._engine.predict(data.indptr, data.indices, data.values, rows, k, mode == "dense",
-                                    _seed_of(self.config.seed, 0x1EF7), self.threads)
+        rows = self._rows(data, rows)
+        self._check_finite_weights()
+        return self._engine_call(data, self._engine.predict, data.indptr, data.indices, data.values, rows, int(k),
+                                 mode == "dense", _seed_of(self.config.seed, 0x1EF7), self.threads,
+                                 n_features=data.n_features)
+
+    def _check_finite_weights(self) -> None:
+        """Inference never runs on NaN/inf weights: W and b of every layer are
+        scanned once after each change of the weights by training (a full
+        scan; predicting again without training costs nothing)."""
+        if self._finite_at == self.batches:
+            return
+        bad = {}
+        for layer in self.layers:
+            names = [n for n in ("W", "b") if _core.count_nonfinite(layer.arrays[n], self.threads)]
+            if names:
+                bad[layer.index] = names
+        if bad:
+            where = "; ".join(f"layer {i}: {', '.join(names)}" for i, names in bad.items())
+            raise NumericalError(f"cannot evaluate: non-finite values in {where} (training diverged)")
+        self._finite_at = self.batches
+
+    @staticmethod
+    def _rows(data: Dataset, rows) -> np.ndarray:
+        if rows is None:
+            return np.arange(len(data), dtype=np.int64)
+        a = np.asarray(rows)
+        if a.ndim != 1 or (a.size and a.dtype.kind not in "iu"):
+            raise ValueError(f"rows must be a 1-D array of sample indices, got {a.dtype} shape {a.shape}")
+        if a.size and (a.min() < 0 or a.max() >= len(data)):
+            raise IndexError(f"rows out of range [0, {len(data)})")
+        return np.ascontiguousarray(a, dtype=np.int64)
 
     def logits(self, data: Dataset, rows=None) -> np.ndarray:
         """Exact output logits (len(rows), n_labels) by dense inference."""
         self.check_data(data)
-        rows = np.arange(len(data), dtype=np.int64) if rows is None else np.ascontiguousarray(rows, dtype=np.int64)
-        if len(rows) and (rows.min() < 0 or rows.max() >= len(data)):
-            raise IndexError("rows out of range")
-        return self._engine.logits(data.indptr, data.indices, data.values, rows, self.threads)
+        rows = self._rows(data, rows)
+        self._check_finite_weights()
+        return self._engine_call(data, self._engine.logits, data.indptr, data.indices, data.values, rows,
+                                 self.threads, n_features=data.n_features)
 
     def evaluate(self, data: Dataset, *, mode: str = "dense", max_samples: int | None = None) -> dict:
         """P@1, P@3, P@5 over the first `max_samples` samples with at least one label."""
+        self.check_data(data)
+        if max_samples is not None and (isinstance(max_samples, bool) or not isinstance(max_samples, numbers.Integral)
+                                        or max_samples < 0):
+            raise ValueError(f"max_samples must be an integer >= 0, got {max_samples!r}")
         has = np.flatnonzero(np.diff(data.label_indptr) > 0)
         if max_samples is not None:
             has = has[: int(max_samples)]
+        # the labels scored against (predict checks the features)
+        self._engine_call(data, _core.check_rows, data.indptr, data.indices, data.values, data.label_indptr,
+                          data.labels, has.astype(np.int64), data.n_features, data.n_labels)
         t0 = time.perf_counter()
         top = self.predict(data, 5, mode=mode, rows=has)
         seconds = time.perf_counter() - t0
@@ -515,7 +599,7 @@ class Network:
             "epochs_done": self.epochs_done, "epoch_pos": self._epoch_pos,
             "rehashes": self.rehashes, "rebuilds": self.rebuilds,
             "hash_seeds": [l.hasher["seed"] if l.lsh else None for l in self.layers],
-            "history": self.history, "run_target": self.run_target,
+            "history": self.history, "run_target": self.run_target, "run_start": self.run_start,
         }
 
     def save(self, path: str) -> None:
@@ -561,6 +645,8 @@ class Network:
         self.rebuilds = int(meta["rebuilds"])
         self.history = list(meta.get("history", []))
         self.run_target = meta.get("run_target")
+        self.run_start = meta.get("run_start")
+        self._finite_at = None
 
     # ---- reports ------------------------------------------------------------
     def kernel_report(self) -> dict:
@@ -584,6 +670,11 @@ class Network:
                 "thp": memory.thp_mode(), "huge_bytes": huge,
                 "huge_fraction": round(huge / max(1, sum(a.nbytes for a in large.values())), 4),
                 "buffers": backing}
+
+
+def _where(data: Dataset) -> str:
+    """How error messages name a data set: its source file, else its name."""
+    return data.source or f"data set {data.name!r}"
 
 
 def precision_at_k(top: np.ndarray, data: Dataset, rows: np.ndarray) -> dict:

@@ -3,7 +3,9 @@
 Owns: an itemised estimate of the bytes a network of a given config needs
 (parameters, Adam state, gradients, the bf16 copy, LSH tables and rehash
 scratch, per-thread scratch, the batched layer's buffers) plus a data set's
-arrays, and the check against the memory this machine has available. The
+arrays, and the check against the memory this process can still get (the
+smallest of the machine's available memory, the RLIMIT_AS headroom and the
+cgroup limit's headroom: workbench.memory.memory_limits). The
 formulas mirror the allocations in workbench.network and kernels._core
 (Engine.finalize, Engine.setup_batch); tests compare them with measured RSS.
 """
@@ -74,21 +76,48 @@ def dataset_bytes(ds) -> int:
     return sum(a.nbytes for a in (ds.indptr, ds.indices, ds.values, ds.label_indptr, ds.labels))
 
 
+def with_available(est: dict, available: int | None = None) -> dict:
+    """est plus available_bytes and available_source (which limit binds:
+    MemAvailable, RLIMIT_AS or cgroup; 'given' for an explicit figure)."""
+    if available is None:
+        est["available_bytes"], est["available_source"] = available_memory(with_source=True)
+    else:
+        est["available_bytes"], est["available_source"] = available, "given"
+    return est
+
+
+def fits(est: dict, headroom: float = 0.9) -> bool:
+    return est.get("available_bytes") is None or est["total_bytes"] <= headroom * est["available_bytes"]
+
+
+def _available_text(est: dict) -> str:
+    src = est.get("available_source")
+    return f"{est['available_bytes'] / 2**30:.2f} GiB" + (f" ({src})" if src and src != "given" else "")
+
+
 def check(cfg: Config, *, data_bytes: int = 0, max_labels: int = 64, headroom: float = 0.9,
           available: int | None = None) -> dict:
     """Raise MemoryLimitError when the estimate exceeds `headroom` of the
     available memory, naming the figures and what to change."""
-    est = estimate(cfg, data_bytes=data_bytes, max_labels=max_labels)
-    avail = available_memory() if available is None else available
-    est["available_bytes"] = avail
-    if avail is not None and est["total_bytes"] > headroom * avail:
+    est = with_available(estimate(cfg, data_bytes=data_bytes, max_labels=max_labels), available)
+    if not fits(est, headroom):
         big = sorted(est["items"].items(), key=lambda kv: -kv[1])[:3]
         parts = ", ".join(f"{k} {v / 2**30:.2f} GiB" for k, v in big)
         raise MemoryLimitError(
-            f"this configuration needs about {est['total_bytes'] / 2**30:.2f} GiB but {avail / 2**30:.2f} GiB "
+            f"this configuration needs about {est['total_bytes'] / 2**30:.2f} GiB but {_available_text(est)} "
             f"is available (largest: {parts}); reduce the layer widths, L or range_pow, the batch size or the "
             f"number of threads, or free memory")
     return est
+
+
+def allocation_failure(cfg: Config, name: str, error: BaseException) -> str:
+    """Message for an allocation the system refused although the estimate fit."""
+    est = with_available(estimate(cfg))
+    why = getattr(error, "strerror", None) or "out of memory"
+    avail = _available_text(est) if est["available_bytes"] is not None else "an unknown amount"
+    return (f"allocating {name} failed ({why}): this configuration needs about {est['total_bytes'] / 2**30:.2f} "
+            f"GiB in all ({avail} available now); reduce the layer widths, L or range_pow, the "
+            f"batch size or the number of threads, or free memory")
 
 
 def format_estimate(est: dict) -> str:
@@ -97,5 +126,5 @@ def format_estimate(est: dict) -> str:
         if v:
             lines.append(f"  {k:<32} {v / 2**20:>10.1f} MiB")
     if est.get("available_bytes") is not None:
-        lines.append(f"available: {est['available_bytes'] / 2**30:.2f} GiB")
+        lines.append(f"available: {_available_text(est)}")
     return "\n".join(lines)
