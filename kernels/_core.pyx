@@ -118,6 +118,7 @@ cdef extern from "slide/registry.h" nogil:
         int32_t top_k
         int32_t threshold
         int32_t min_active
+        const float *hash_mu
         slide_mat W
         float *gW
         float *gb
@@ -152,8 +153,7 @@ cdef extern from "slide/registry.h" nogil:
         float *dx[8]
         int32_t n[8]
         int32_t dense[8]
-        int32_t *stamp[8]
-        int32_t *count[8]
+        uint32_t *mark[8]
         int32_t epoch[8]
         uint32_t *hashes
         uint32_t *buckets
@@ -252,6 +252,11 @@ cdef extern from "slide/registry.h" nogil:
                        const int32_t *labels, int32_t n_labels, int train, int dense, int32_t *n_forced)
     void slide_predict_sample(const slide_net *net, slide_thread *th, const int32_t *xi, const float *xv,
                               int32_t nx, int dense, int32_t k, int32_t *top)
+    void slide_forward_upto(const slide_net *net, slide_thread *th, const int32_t *xi, const float *xv,
+                            int32_t nx, const int32_t *labels, int32_t n_labels, int train, int dense,
+                            int32_t *n_forced, int32_t stop)
+    int32_t slide_candidates(const slide_net *net, slide_thread *th, const int32_t *xi, const float *xv,
+                             int32_t nx, int32_t *ids, int32_t *cnt, int32_t cap)
     void slide_hash_scalar(const slide_hasher *hs, slide_hash_scratch *sc, const int32_t *xi, const float *xv,
                            int32_t nx, uint32_t *out)
     int64_t slide_now_ns()
@@ -493,6 +498,7 @@ cdef class Engine:
     cdef list _layer_keep
     cdef int32_t *rowbuf  # ADAM_CHUNK ids per thread
     cdef float *colbuf    # per-thread gather buffer for hashing transposed columns
+    cdef object _mu_keep  # layer -> hash center array (set_hash_center)
     cdef int64_t colbuf_len
     # batched output layer ("union" strategy)
     cdef slide_batch bt
@@ -519,6 +525,7 @@ cdef class Engine:
         self.batch_ready = 0
         memset(&self.bt, 0, sizeof(slide_batch))
         self.union_ns = {}
+        self._mu_keep = {}
 
     def __dealloc__(self):
         free(self.th)
@@ -599,6 +606,25 @@ cdef class Engine:
         self._check_layer(l)
         self.net.layers[l].hs.seed = seed
 
+    def set_hash_center(self, int l, mu):
+        """Rehash layer l's neurons as (w_j - mu) instead of w_j (mu: float32
+        array of n_in values, kept alive here; None: off). Queries are not
+        shifted: w_j.h - mu.h differs from w_j.h by a constant per query, so
+        the ranking the tables approximate is unchanged."""
+        self._check_layer(l)
+        cdef slide_layer *L = &self.net.layers[l]
+        if mu is None:
+            L.hash_mu = NULL
+            self._mu_keep.pop(l, None)
+            return
+        if not isinstance(mu, np.ndarray) or mu.dtype != np.float32 or mu.ndim != 1 or mu.shape[0] != L.n_in \
+                or not mu.flags.c_contiguous:
+            raise ValueError(f"hash center of layer {l} must be a contiguous float32 array of {L.n_in} values")
+        if not np.isfinite(mu).all():
+            raise ValueError(f"hash center of layer {l} has non-finite values")
+        self._mu_keep[l] = mu
+        L.hash_mu = <const float*>_ptr(mu, np.float32, "hash center", False)
+
     cdef _set_tables(self, slide_layer *L, dict t, list keep):
         L.tables.L = t["L"]
         L.tables.range_pow = t["range_pow"]
@@ -672,8 +698,7 @@ cdef class Engine:
                 self.th[t].dx[l] = <float*>_ptr(arr(L.n_out, np.float32), np.float32, "dx")
                 nbytes += 16 * L.n_out
                 if L.lsh:
-                    self.th[t].stamp[l] = <int32_t*>_ptr(arr(L.n_out, np.int32), np.int32, "stamp")
-                    self.th[t].count[l] = <int32_t*>_ptr(arr(L.n_out, np.int32), np.int32, "count")
+                    self.th[t].mark[l] = <uint32_t*>_ptr(arr(L.n_out, np.uint32), np.uint32, "mark")
                     self.th[t].hsc[l].best = <float*>_ptr(arr(L.hs.H, np.float32), np.float32, "best")
                     self.th[t].hsc[l].arg = <int32_t*>_ptr(arr(L.hs.H, np.int32), np.int32, "arg")
                     nbytes += 8 * L.n_out + 8 * L.hs.H
@@ -1064,6 +1089,13 @@ cdef class Engine:
         hstage_arr = np.zeros((n_threads, RB * H), dtype=np.uint32)
         cdef uint32_t[:, ::1] stage = stage_arr
         cdef uint32_t[:, ::1] hstage = hstage_arr
+        # centred hashing: a block of rows minus the centre, staged per thread
+        cdef const float *mu = L.hash_mu
+        cdef bint centred_rows = mu != NULL and L.layout == SLIDE_LAYOUT_ROWMAJOR
+        cbuf_arr = np.zeros((n_threads, RB * nin if centred_rows else 1), dtype=np.float32)
+        cdef float[:, ::1] cbuf = cbuf_arr
+        cdef float *cb = NULL
+        cdef const float *wr = NULL
         cdef int32_t nblocks = (n + RB - 1) // RB
         cdef int32_t blk, j, j0, j1, t, k
         cdef int tid = 0
@@ -1081,12 +1113,21 @@ cdef class Engine:
             for blk in prange(nblocks, schedule="static"):
                 j0 = blk * RB
                 j1 = min(j0 + RB, n)
-                if L.layout == SLIDE_LAYOUT_ROWMAJOR:
+                if centred_rows:
+                    cb = &cbuf[tid, 0]
+                    for j in range(j0, j1):
+                        wr = L.W.w + <int64_t>j * L.W.ld
+                        for k in range(nin):
+                            cb[(j - j0) * nin + k] = wr[k] - mu[k]
+                    L.hash_rows(&L.hs, &th.hsc[l], cb, nin, 0, j1 - j0, hs)
+                elif L.layout == SLIDE_LAYOUT_ROWMAJOR:
                     L.hash_rows(&L.hs, &th.hsc[l], L.W.w, L.W.ld, j0, j1, hs)
                 else:
                     for j in range(j0, j1):
                         for k in range(nin):
                             col[k] = L.W.w[<int64_t>k * L.W.ld + j]
+                            if mu != NULL:
+                                col[k] = col[k] - mu[k]
                         L.hash(&L.hs, &th.hsc[l], NULL, col, nin, hs + (j - j0) * H)
                 for j in range(j0, j1):
                     slide_bucket_ids(&L.hs, hs + (j - j0) * H, st + (j - j0) * nL)
@@ -1157,6 +1198,75 @@ cdef class Engine:
                 slide_forward(&self.net, th, xi + a, xv + a, <int32_t>(indptr[s + 1] - a), NULL, 0, 0, 1, &forced)
                 memcpy(&o[i, 0], th.val[last], n_out * sizeof(float))
         return out
+
+    def hidden(self, const int64_t[::1] indptr, const int32_t[::1] indices, const float[::1] values,
+               const int64_t[::1] rows, int n_threads, int64_t n_features=-1):
+        """The output layer's inputs (last hidden layer's activations, dense inference):
+        float32 (len(rows), n_in of the output layer). Needs a hidden layer."""
+        self._check_ready(n_threads)
+        cdef int last = self.net.n_layers - 1
+        if last < 1:
+            raise ValueError("the network has no hidden layer")
+        cdef int32_t d = self.net.layers[last].n_in
+        cdef int64_t nr = rows.shape[0]
+        self._check_samples(indptr, indices, values, None, None, rows, 0, nr, n_features, -1, -1)
+        out = np.zeros((nr, d), dtype=np.float32)
+        if nr == 0:
+            return out
+        cdef float[:, ::1] o = out
+        cdef int64_t i, s, a
+        cdef int tid = 0
+        cdef int32_t forced
+        cdef slide_thread *th = NULL
+        cdef const int32_t *xi = &indices[0] if indices.shape[0] else _EMPTY_I
+        cdef const float *xv = &values[0] if values.shape[0] else _EMPTY_V
+        with nogil, parallel(num_threads=n_threads):
+            tid = threadid()
+            th = &self.th[tid]
+            for i in prange(nr, schedule="dynamic", chunksize=4):
+                s = rows[i]
+                a = indptr[s]
+                slide_forward_upto(&self.net, th, xi + a, xv + a, <int32_t>(indptr[s + 1] - a), NULL, 0, 0, 1,
+                                   &forced, last)
+                memcpy(&o[i, 0], th.val[last - 1], d * sizeof(float))
+        return out
+
+    def candidates(self, const int64_t[::1] indptr, const int32_t[::1] indices, const float[::1] values,
+                   const int64_t[::1] rows, int n_threads, int cap=65536, int64_t n_features=-1):
+        """What the output layer's tables choose for each sample in rows (no
+        labels, no random top-up): (counts int64 (len(rows)), ids int32 (len(rows), cap),
+        collision counts int32 (len(rows), cap)); row i's first min(counts[i], cap)
+        entries are valid. Collision counts are 0 for sampling rules that do not count."""
+        self._check_ready(n_threads)
+        cdef int last = self.net.n_layers - 1
+        if not self.net.layers[last].lsh:
+            raise ValueError("the output layer is not LSH-sampled")
+        if cap < 1 or cap > self.net.layers[last].n_out:
+            cap = self.net.layers[last].n_out
+        cdef int64_t nr = rows.shape[0]
+        self._check_samples(indptr, indices, values, None, None, rows, 0, nr, n_features, -1, -1)
+        counts = np.zeros(nr, dtype=np.int64)
+        ids = np.full((max(nr, 1), cap), -1, dtype=np.int32)
+        cnt = np.zeros((max(nr, 1), cap), dtype=np.int32)
+        if nr == 0:
+            return counts, ids[:0], cnt[:0]
+        cdef int64_t[::1] c = counts
+        cdef int32_t[:, ::1] oi = ids
+        cdef int32_t[:, ::1] oc = cnt
+        cdef int64_t i, s, a
+        cdef int tid = 0
+        cdef slide_thread *th = NULL
+        cdef const int32_t *xi = &indices[0] if indices.shape[0] else _EMPTY_I
+        cdef const float *xv = &values[0] if values.shape[0] else _EMPTY_V
+        with nogil, parallel(num_threads=n_threads):
+            tid = threadid()
+            th = &self.th[tid]
+            for i in prange(nr, schedule="dynamic", chunksize=4):
+                s = rows[i]
+                a = indptr[s]
+                c[i] = slide_candidates(&self.net, th, xi + a, xv + a, <int32_t>(indptr[s + 1] - a), &oi[i, 0],
+                                        &oc[i, 0], cap)
+        return counts, ids, cnt
 
     def hash_vectors(self, int l, const float[:, ::1] X):
         """Hash values (n, H) of dense vectors with layer l's hasher (for tests and LSH studies)."""

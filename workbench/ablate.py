@@ -102,7 +102,8 @@ KERNEL_AXES = ("isa", "precision", "layout", "placement", "threads", "batch_size
                "fuse_update")
 ALGO_AXES = ("hash_family", "K", "L", "sampling", "update", "compat")
 AXES = ("engine",) + KERNEL_AXES + ALGO_AXES
-ENGINES = ("slide", "dense", "sampled", "torch_dense", "torch_sampled")
+ENGINES = ("slide", "dense", "sampled", "torch_dense", "torch_sampled", "plt")
+SPECIAL_KEYS = ("engine", "layout", "placement", "recipe")  # grid keys that are not Config fields
 PLACEMENT_AXIS = {  # axis value -> (Config.placement, NUMPY_MADVISE_HUGEPAGE)
     "default": ("default", "0"),
     "aligned": ("aligned", "0"),
@@ -110,7 +111,7 @@ PLACEMENT_AXIS = {  # axis value -> (Config.placement, NUMPY_MADVISE_HUGEPAGE)
     "numpy-thp": ("default", "1"),
 }
 # axes a baseline (dense / sampled softmax) ignores: collapsed to None for them
-SLIDE_ONLY_AXES = ("isa", "precision", "layout", "strategy", "prefetch", "fuse_update") + ALGO_AXES
+SLIDE_ONLY_AXES = ("isa", "precision", "layout", "strategy", "prefetch", "fuse_update", "recipe") + ALGO_AXES
 INTERLEAVE = ("auto", "live", "fresh", "none")
 RESULTS_JSON, RESULTS_CSV = "results.json", "results.csv"
 WORKER_MODULE = "workbench.ablate_worker"
@@ -203,6 +204,13 @@ def parse_axis_value(name: str, value):
             raise AblationError(f"axis layout: {value!r} must be rowmajor, transposed or one per layer "
                                 f"joined by '/' (e.g. transposed/rowmajor)")
         return "/".join(parts)
+    if name == "recipe":
+        from . import recipes
+
+        v = str(value).strip()
+        if v not in recipes.RECIPES:
+            raise AblationError(f"axis recipe: {v!r} is not one of {', '.join(recipes.RECIPES)}")
+        return v
     if name == "placement":
         v = str(value).strip()
         if v not in PLACEMENT_AXIS:
@@ -236,7 +244,7 @@ def parse_axis_value(name: str, value):
 
 def parse_fixed_value(name: str, value):
     """A fixed config value from the command line (`--set KEY=VALUE`) in the type Config wants."""
-    if name in ("engine", "layout", "placement"):
+    if name in SPECIAL_KEYS:
         return parse_axis_value(name, value)
     v = parse_axis_value(name, value)
     if str(_config_field_types().get(name, "")).startswith("tuple"):
@@ -291,8 +299,8 @@ class Grid:
         self.axes = axes
         types = _config_field_types()
         for k in self.fixed:
-            if k not in types and k not in ("engine", "layout", "placement"):
-                raise AblationError(f"unknown [fixed] key {k!r} (a Config key, or engine/layout/placement)")
+            if k not in types and k not in SPECIAL_KEYS:
+                raise AblationError(f"unknown [fixed] key {k!r} (a Config key, or engine/layout/placement/recipe)")
             if k in self.axes:
                 raise AblationError(f"{k!r} is both an axis and a fixed value")
         if isinstance(self.run, dict):
@@ -327,13 +335,24 @@ class Grid:
         return {"axes": self.axes, "fixed": self.fixed, "run": self.run.to_dict()}
 
     # ---- points ------------------------------------------------------------------------------
-    def base_config(self) -> dict:
-        """Config values every point starts from: the preset's suggestions (generated data), then [fixed]."""
-        base = {} if self.run.train else preset_hyperparams(self.run.preset)
+    def base_config(self, recipe: str | None = None) -> dict:
+        """Config values every point starts from: the recipe's values for the data's
+        shape when a recipe is named (axis or [fixed]), else the preset's
+        suggestions (generated data); then [fixed]."""
+        if recipe is None:
+            recipe = self.fixed.get("recipe")
+        if recipe:
+            from . import recipes
+
+            _, n_labels = _preset_dims(self.run)
+            base, _ = recipes.resolve(recipe, n_labels=n_labels, preset=None if self.run.train else self.run.preset,
+                                      base=self.fixed)
+        else:
+            base = {} if self.run.train else preset_hyperparams(self.run.preset)
         if "hidden" in base:
             base["hidden"] = list(base["hidden"])
         for k, v in self.fixed.items():
-            if k in ("engine", "layout", "placement"):
+            if k in SPECIAL_KEYS:
                 continue
             base[k] = list(v) if isinstance(v, tuple) else v
         return base
@@ -352,13 +371,14 @@ class Grid:
         return out
 
     def make_point(self, axes: dict) -> Point:
-        fixed = {k: parse_axis_value(k, v) for k, v in self.fixed.items() if k in ("engine", "layout", "placement")}
+        fixed = {k: parse_axis_value(k, v) for k, v in self.fixed.items() if k in SPECIAL_KEYS}
         engine = axes.get("engine", fixed.get("engine", "slide"))
-        cfg = self.base_config()
+        # the baselines and peers start from the preset's suggestions, never from a SLIDE recipe
+        cfg = self.base_config(axes.get("recipe") if engine == "slide" else False)
         layout = axes.get("layout", fixed.get("layout"))
         placement = axes.get("placement", fixed.get("placement", "aligned"))
         for k, v in axes.items():
-            if k in ("engine", "layout", "placement"):
+            if k in SPECIAL_KEYS:
                 continue
             cfg[k] = [int(x) for x in v.split("/")] if k == "hidden" else (
                 v.split("/") if isinstance(v, str) and k in ("layer_modes", "layouts") else v)
@@ -413,7 +433,13 @@ def validate_point(point: Point, n_features: int, n_labels: int) -> str | None:
         except ImportError as e:
             return f"engine {point.engine} needs workbench.baselines, which cannot be imported ({e})"
         if point.engine.startswith("torch") and not baselines.torch_available():
-            return f"engine {point.engine} needs PyTorch (import torch failed)"
+            return (f"engine {point.engine} needs PyTorch (import torch failed): pip install -e '.[torch]' "
+                    f"(CPU build: pip install torch==2.13.0)")
+        if point.engine == "plt":
+            from . import peers
+
+            if not peers.available():
+                return "engine plt needs napkinXC and SciPy: pip install -e '.[peers]'"
         return None
     try:
         variants.select(cfg.precision, cfg.isa, cfg.kernels)
@@ -1102,90 +1128,260 @@ def _choose_mode(run: RunSettings, todo: list, data, nf: int, nl: int) -> tuple:
 
 # ---- compare: SLIDE against dense and sampled softmax ------------------------------------------------
 
+# Learning-rate and size sweeps for `compare --tune`: every combination trains for the tuning budget; the
+# best final P@1 (ties: the faster) is used for the full run. The sampled softmax's candidate set is the
+# batch's labels plus n_negatives uniform negatives: 0 is in-batch negatives only.
+TUNE_GRIDS = {
+    "sampled": {"lr": [1e-3, 3e-3, 1e-2], "n_negatives": [0, 1024, 8192]},
+    "torch_sampled": {"lr": [1e-3, 3e-3, 1e-2], "n_negatives": [0, 1024, 8192]},
+    "dense": {"lr": [1e-3, 3e-3, 1e-2]},
+    "torch_dense": {"lr": [1e-3, 3e-3, 1e-2]},
+    "slide": {"lr": [1e-3, 3e-3, 1e-2]},
+}
+BASELINE_OPTIONS = ("n_negatives", "logq", "update", "adam", "seed")  # constructor keywords, not Config keys
+
+
+def parse_method(text: str, default_recipe: str | None = None) -> tuple:
+    """'slide', 'slide:best', 'sampled', ... -> (engine, recipe or None, method name: as
+    given; plain 'slide' runs default_recipe, or recipes.DEFAULT)."""
+    from . import recipes
+
+    text = str(text).strip()
+    engine, _, recipe = text.partition(":")
+    if engine not in ENGINES:
+        raise AblationError(f"unknown method {text!r} (valid: {', '.join(ENGINES)}; SLIDE with a recipe: "
+                            f"slide:{'|slide:'.join(recipes.RECIPES)})")
+    if engine != "slide":
+        if recipe:
+            raise AblationError(f"method {text!r}: only slide takes a recipe")
+        return engine, None, engine
+    name = f"slide:{recipe}" if recipe else "slide"
+    recipe = recipe or default_recipe or recipes.DEFAULT
+    recipes.get(recipe)
+    return engine, recipe, name
+
+
+def time_to(curve: list, target: float, key: str = "p_at_1") -> float | None:
+    """Training seconds at which a curve first reaches `target` (linear
+    interpolation between evaluations; None if it never does)."""
+    prev = (0.0, None)
+    for p in curve:
+        v, t = p.get(key), p.get("seconds")
+        if v is None or t is None:
+            continue
+        if v >= target:
+            t0, v0 = prev
+            if v0 is None or v0 >= v:
+                return float(t)
+            return float(t0 + (t - t0) * (target - v0) / (v - v0))
+        prev = (float(t), float(v))
+    return None
+
+
+def headline(records: list, reference: str | None) -> dict:
+    """Time to the reference method's final P@1 for every method (exact inference;
+    SLIDE also by LSH inference), and the ratio to the reference's own time."""
+    ref = next((r for r in records if r.get("method") == reference), None)
+    if ref is None or not ref.get("curve"):
+        return {}
+    target = ref["curve"][-1]["p_at_1"]
+    t_ref = time_to(ref["curve"], target)
+    out = {"reference": reference, "target_p_at_1": target, "reference_seconds": t_ref, "methods": {}}
+    for r in records:
+        c = r.get("curve") or []
+        t = time_to(c, target)
+        row = {"seconds_to_target": t, "speedup": (t_ref / t) if t and t_ref else None,
+               "final_p_at_1": c[-1]["p_at_1"] if c else None, "final_seconds": c[-1]["seconds"] if c else None}
+        if r.get("engine") == "slide":
+            tl = time_to(c, target, "p_at_1_lsh")
+            row.update(seconds_to_target_lsh=tl, speedup_lsh=(t_ref / tl) if tl and t_ref else None,
+                       final_p_at_1_lsh=c[-1].get("p_at_1_lsh") if c else None)
+        out["methods"][r.get("method")] = row
+    return out
+
+
 def compare(out_dir: str, *, preset: str = "amazon670k", train: str | None = None, test: str | None = None,
             data_seed: int = 0, samples: int = 20_000, curve_points: int = 8, eval_samples: int = 1000,
-            methods=("slide", "dense", "sampled"), threads: int = 0, config: dict | None = None,
-            baseline_options: dict | None = None, timeout: float = 7200.0, progress: bool = True,
-            log=_log_to_stderr) -> dict:
+            methods=("slide", "dense", "sampled"), recipe: str | None = None, threads: int = 0,
+            config: dict | None = None, baseline_options: dict | None = None, tune=(), tune_samples: int | None = None,
+            tune_grids: dict | None = None, diag_samples: int = 0, reference: str | None = None,
+            timeout: float = 7200.0, progress: bool = True, log=_log_to_stderr) -> dict:
     """Train every method on the same data for `samples` samples, evaluating P@1
     `curve_points` times on the way (evaluation time is not train time), one
-    fresh worker process per method, one after the other. Writes results.json
-    (SLIDE's record under records, the baselines under baselines), results.csv
-    and figures/convergence.{png,svg}; returns the results dict."""
+    fresh worker process per method, one after the other.
+
+    methods: 'slide' (the recipe `recipe`, default recipes.DEFAULT), 'slide:NAME'
+    (recipe NAME), 'dense', 'sampled', 'torch_dense', 'torch_sampled', 'plt' (a
+    label tree, workbench.peers: trained once, one point). tune: methods whose
+    learning rate (and, for the sampled softmax, negative count) are chosen first
+    by a sweep (TUNE_GRIDS, or tune_grids) of tune_samples samples each. config:
+    Config values for every method (after recipes and tuning: it wins).
+    diag_samples: test points for SLIDE's table diagnostics at every evaluation.
+    reference: the method whose final P@1 is the headline's target (default:
+    the sampled softmax when present). Writes results.json (SLIDE's records under
+    records, the others under baselines, the sweeps under tuning, time-to-target
+    under headline), results.csv and figures/; returns the results dict."""
     from . import runtime
 
+    parsed = [parse_method(m, recipe) for m in methods]
+    names = [n for _, _, n in parsed]
+    if len(set(names)) != len(names):
+        raise AblationError(f"a method is named twice: {', '.join(names)}")
+    tune = [parse_method(m, recipe)[2] for m in tune]
+    for m in tune:
+        if m not in names:
+            raise AblationError(f"--tune {m}: not among the methods ({', '.join(names)})")
+        if parsed[names.index(m)][0] == "plt":
+            raise AblationError("the label tree has no learning rate to tune")
+    if curve_points < 1:
+        raise AblationError("curve_points must be >= 1")
     run_cfg = RunSettings(preset=preset, train=train, test=test, data_seed=data_seed, samples=samples, warmup=0,
                           repeats=1, eval_samples=eval_samples, recall_samples=0, interleave="none", hw=False,
                           model=False, triad=False, timeout=timeout)
-    bad = [m for m in methods if m not in ENGINES]
-    if bad:
-        raise AblationError(f"unknown method(s) {', '.join(bad)} (valid: {', '.join(ENGINES)})")
-    if curve_points < 1:
-        raise AblationError("curve_points must be >= 1")
-    os.makedirs(out_dir, exist_ok=True)
-    data = prepare_data(run_cfg, out_dir, samples, log=log if progress else None)
     fixed = dict(config or {})
     if threads:
         fixed["threads"] = threads
-    grid = Grid(axes={"engine": list(methods)}, fixed=fixed, run=run_cfg)
-    pts = grid.points()
-    for p in pts:
-        why = validate_point(p, data["n_features"], data["n_labels"])
-        if why:
-            raise AblationError(f"method {p.engine}: {why}")
+    opts_all = dict(baseline_options or {})
+    grids = dict(TUNE_GRIDS, **(tune_grids or {}))
+    # every check that needs no data, before any data is generated
+    for engine, rec, name in parsed:
+        p = _method_point(engine, rec, fixed, run_cfg, {})
+        nf, nl = _preset_dims(run_cfg) if not train else (None, None)
+        if nf is not None:
+            why = validate_point(p, nf, nl)
+            if why:
+                raise AblationError(f"method {name}: {why}")
+    os.makedirs(out_dir, exist_ok=True)
+    data = prepare_data(run_cfg, out_dir, samples, log=log if progress else None)
+    ref_name = reference or next((n for n in names if n.split(":")[0] in ("sampled", "torch_sampled")), None)
     results = {"command": "compare", "started": _now(), "runtime": runtime.report(),
-               "grid": {"command": "compare", "methods": list(methods), "samples": samples,
+               "grid": {"command": "compare", "methods": names, "samples": samples, "recipe": recipe,
                         "curve_points": curve_points, "eval_samples": eval_samples, "fixed": fixed,
-                        "data": data["source"]},
-               "data": data, "records": [], "baselines": [], "failed": []}
+                        "tune": tune, "tune_samples": tune_samples, "diag_samples": diag_samples,
+                        "data": data["source"], "reference": ref_name},
+               "data": data, "records": [], "baselines": [], "failed": [], "tuning": {}}
     logs = os.path.join(out_dir, "logs")
     os.makedirs(logs, exist_ok=True)
     stop = _Stop(log)
+
+    def one(engine, rec, name, extra: dict, budget: int, points: int, label: str, diag: int) -> dict | None:
+        p = _method_point(engine, rec, fixed, run_cfg, extra)
+        why = validate_point(p, data["n_features"], data["n_labels"])
+        if why:
+            raise AblationError(f"method {name}: {why}")
+        opts = {**({k: v for k, v in opts_all.items()} if engine != "slide" else {}),
+                **{k: v for k, v in extra.items() if k in BASELINE_OPTIONS}}
+        spec = {"point_id": p.id, "axes": p.axes, "engine": engine, "config": p.config,
+                "placement_axis": p.axes.get("placement") or "aligned",
+                "data": {"train": data["train"], "test": data["test"]}, "run": run_cfg.to_dict(),
+                "mode": "curve", "baseline_options": opts}
+        w = Worker(spec, p.env, os.path.join(logs, f"{name.replace(':', '-')}-{p.id}.log"), timeout)
+        stop.current = w
+        try:
+            ready = w.receive("ready")
+            msg = w.command("curve", "curve", samples=budget, points=points, eval_samples=eval_samples,
+                            label=label, diag_samples=diag)
+        except WorkerError as e:
+            results["failed"].append({"method": name, "error": str(e), "settings": extra})
+            log(f"compare: {name} failed: {e}")
+            return None
+        finally:
+            w.close()
+        r = dict(msg["record"])
+        r.update(point_id=p.id, engine=engine, method=name, recipe=rec, variant_id=ready.get("variant_id"),
+                 variant=r.get("label") or ready.get("variant_id"), worker_pids=[w.pid],
+                 worker_env=ready.get("env"), threads=ready.get("config", {}).get("threads"),
+                 build_seconds=ready.get("build_seconds"), settings=extra, baseline_options=opts or None)
+        if rec:
+            from . import recipes
+
+            r["recipe_values"], r["recipe_sources"] = recipes.resolve(rec, n_labels=data["n_labels"],
+                                                                      preset=None if train else preset)
+        return r
+
     with stop:
-        for p in pts:
+        # 1. sweeps
+        t_budget = int(tune_samples or min(samples, max(1, data.get("n_train") or samples)))
+        for name in tune:
+            engine, rec, _ = parsed[names.index(name)]
+            grid = grids.get(engine) or {}
+            keys = list(grid)
+            import itertools
+
+            trials = []
+            for combo in itertools.product(*(grid[k] for k in keys)):
+                if stop.flag:
+                    break
+                extra = dict(zip(keys, combo))
+                if progress:
+                    log(f"compare: tuning {name} {extra} ({t_budget:,} samples)")
+                r = one(engine, rec, name, extra, t_budget, 1, name, 0)
+                if r:
+                    last = r["curve"][-1]
+                    trials.append({"settings": extra, "p_at_1": last["p_at_1"], "seconds": last["seconds"],
+                                   "samples_per_s": r.get("samples_per_s")})
+                write_results(out_dir, results)
+            best = max(trials, key=lambda t: (t["p_at_1"], -t["seconds"])) if trials else None
+            results["tuning"][name] = {"grid": grid, "samples": t_budget, "trials": trials,
+                                       "chosen": best["settings"] if best else None,
+                                       "rule": "the best final P@1 after the tuning budget (ties: the faster)"}
+        # 2. the curves
+        for engine, rec, name in parsed:
             if stop.flag:
                 break
-            spec = {"point_id": p.id, "axes": p.axes, "engine": p.engine, "config": p.config,
-                    "placement_axis": p.axes.get("placement") or "aligned",
-                    "data": {"train": data["train"], "test": data["test"]}, "run": run_cfg.to_dict(),
-                    "mode": "curve", "baseline_options": dict(baseline_options or {})}
+            extra = dict((results["tuning"].get(name) or {}).get("chosen") or {})
+            label = _method_label(engine, rec, extra)
             if progress:
-                log(f"compare: training {p.engine} for {samples:,} samples ({curve_points} evaluations)")
-            w = Worker(spec, p.env, os.path.join(logs, f"{p.id}.log"), timeout)
-            stop.current = w
-            try:
-                ready = w.receive("ready")
-                msg = w.command("curve", "curve", samples=samples, points=curve_points, eval_samples=eval_samples)
-            except WorkerError as e:
-                results["failed"].append({"method": p.engine, "error": str(e)})
-                log(f"compare: {p.engine} failed: {e}")
-                continue
-            finally:
-                w.close()
-            rec = dict(msg["record"])
-            rec.update(point_id=p.id, engine=p.engine, method=p.engine, variant_id=ready.get("variant_id"),
-                       variant=rec.get("label") or ready.get("variant_id"), worker_pids=[w.pid],
-                       worker_env=ready.get("env"), threads=ready.get("config", {}).get("threads"),
-                       build_seconds=ready.get("build_seconds"))
-            (results["records"] if p.engine == "slide" else results["baselines"]).append(rec)
+                log(f"compare: training {label} for {samples:,} samples ({curve_points} evaluations)")
+            r = one(engine, rec, name, extra, samples, curve_points, label, diag_samples if engine == "slide" else 0)
+            if r:
+                (results["records"] if engine == "slide" else results["baselines"]).append(r)
             write_results(out_dir, results)
     results["interrupted"] = stop.flag
     results["finished"] = _now()
     curves = results["records"] + results["baselines"]
-    results["figures"] = convergence_figure(curves, os.path.join(out_dir, "figures"))
-    # the CSV holds every method (the report reads baselines from the JSON)
+    results["headline"] = headline(curves, ref_name)
+    results["figures"] = convergence_figure(curves, os.path.join(out_dir, "figures"),
+                                            target=(results["headline"] or {}).get("target_p_at_1"))
+    try:
+        from . import plots
+
+        results["figures"] += list(plots.plot_tables(results["records"], os.path.join(out_dir, "figures")))
+    except Exception as e:  # a figure must not lose the measurements
+        results["figure_errors"] = [f"lsh_over_training: {type(e).__name__}: {e}"]
     write_results(out_dir, results)
     _atomic_write(os.path.join(out_dir, RESULTS_CSV), records_csv(curves))
     return results
 
 
-def convergence_figure(curves: list, fig_dir: str) -> list:
+def _method_point(engine: str, recipe: str | None, fixed: dict, run: RunSettings, extra: dict) -> Point:
+    """The point of one compare method: the recipe (SLIDE), then --set values,
+    then the tuned or swept settings (Config keys among them)."""
+    types = _config_field_types()
+    f = {k: v for k, v in fixed.items()}
+    f.update({k: v for k, v in extra.items() if k in types})
+    if recipe:
+        f["recipe"] = recipe
+    return Grid(axes={"engine": [engine]}, fixed=f, run=run).points()[0]
+
+
+def _method_label(engine: str, recipe: str | None, extra: dict) -> str:
+    labels = {"slide": "SLIDE", "dense": "dense softmax", "sampled": "sampled softmax",
+              "torch_dense": "dense softmax (PyTorch)", "torch_sampled": "sampled softmax (PyTorch)",
+              "plt": "label tree (napkinXC PLT)"}
+    lab = labels.get(engine, engine) + (f" ({recipe})" if recipe else "")
+    if extra:
+        lab += " [" + ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in extra.items()) + "]"
+    return lab
+
+
+def convergence_figure(curves: list, fig_dir: str, target: float | None = None) -> list:
     """P@1 against seconds and samples (workbench.plots.plot_convergence when
     available, else matplotlib directly); returns the written paths."""
     try:
         from . import plots
 
-        return list(plots.plot_convergence(curves, fig_dir))
+        return list(plots.plot_convergence(curves, fig_dir, target=target))
     except ImportError:  # pragma: no cover - plots is part of the package
         pass
     from matplotlib.figure import Figure

@@ -104,6 +104,10 @@ def _build(st: _State) -> dict:
 
 def _build_baseline(engine: str, cfg, options: dict):
     """A baseline with the Network-like API (fit / evaluate): workbench.baselines.make."""
+    if engine == "plt":
+        from . import peers
+
+        return peers.LabelTree(cfg, **options)
     from . import baselines
 
     return baselines.make(engine, cfg, **options)
@@ -337,17 +341,48 @@ def _curve(st: _State, cmd: dict) -> dict:
     every = max(1, -(-total // k))
     t_all = time.perf_counter()
 
-    def also_lsh(pt):  # SLIDE: P@1 by LSH inference too (not counted as training time)
-        if st.engine == "slide":
-            pt["p_at_1_lsh"] = st.model.evaluate(st.test, mode="lsh", max_samples=n_eval)["p_at_1"]
+    n_diag = int(cmd.get("diag_samples", 0))
 
-    curve = baselines.learning_curve(st.model, st.train, st.test, total, every, n_eval, progress=also_lsh)
+    def also_lsh(pt):  # SLIDE: LSH inference and the tables' state too (not counted as training time)
+        if st.engine != "slide":
+            return
+        net = st.model
+        lsh = net.lsh_stats()  # this stretch of training (before the LSH evaluation adds queries)
+        pt["label_recall"] = lsh.get("label_recall")
+        pt["mean_active"] = (lsh.get("mean_active") or [None])[-1]
+        pt["mean_candidates"] = (lsh.get("mean_candidates") or [None])[-1]
+        pt["rehashes"] = lsh.get("rehashes")
+        ev = net.evaluate(st.test, mode="lsh", max_samples=n_eval)
+        pt["p_at_1_lsh"], pt["p_at_5_lsh"] = ev["p_at_1"], ev["p_at_5"]
+        if n_diag > 0:
+            from . import diagnose
+
+            d = diagnose.diagnose(net, st.test, samples=n_diag, parts=("tables", "weights", "retrieval", "hubs"))
+            r = d.get("retrieval", {})
+            pt["diag"] = {"test_label_recall": r.get("label_recall"), "top1_recall": r.get("top1_recall"),
+                          "top5_recall": r.get("top5_recall"), "candidates": r.get("candidates"),
+                          "exact_top1000_label_recall": (r.get("exact_topk_label_recall") or {}).get("1000"),
+                          "stored_fraction": d.get("tables", {}).get("stored_fraction"),
+                          "largest_bucket_share": d.get("tables", {}).get("largest_bucket_share"),
+                          "common_ratio": d.get("weights", {}).get("common_ratio"),
+                          "hub_share": d.get("hubs", {}).get("hub_share"),
+                          "drift": diagnose.drift(net), "samples": d.get("samples")}
+
+    if st.engine == "plt":  # trained once, offline: one point (seconds = the whole training)
+        s = st.model.fit(st.train, max_samples=total)
+        ev = st.model.evaluate(st.test, max_samples=n_eval)
+        curve = [{"samples": s["samples"], "seconds": s["train_seconds"], "p_at_1": ev["p_at_1"],
+                  "p_at_3": ev["p_at_3"], "p_at_5": ev["p_at_5"], "mean_loss": None,
+                  "eval_seconds": ev["eval_seconds"], "samples_seen": s["samples"]}]
+    else:
+        curve = baselines.learning_curve(st.model, st.train, st.test, total, every, n_eval, progress=also_lsh)
     seen = curve[-1]["samples"] if curve else 0
     seconds = curve[-1]["seconds"] if curve else 0.0
     last = curve[-1] if curve else {}
     labels = {"slide": "SLIDE", "dense": "dense softmax", "sampled": "sampled softmax",
-              "torch_dense": "dense softmax (PyTorch)", "torch_sampled": "sampled softmax (PyTorch)"}
-    rec = {"label": labels.get(st.engine, st.engine),
+              "torch_dense": "dense softmax (PyTorch)", "torch_sampled": "sampled softmax (PyTorch)",
+              "plt": "label tree (napkinXC PLT)"}
+    rec = {"label": cmd.get("label") or labels.get(st.engine, st.engine),
            "curve": curve, "samples": seen, "train_seconds": seconds,
            "samples_per_s": seen / seconds if seconds > 0 else None, "p_at_1": last.get("p_at_1"),
            "p_at_5": last.get("p_at_5"), "eval_samples": n_eval, "wall_seconds": time.perf_counter() - t_all,
@@ -355,8 +390,11 @@ def _curve(st: _State, cmd: dict) -> dict:
            "curve_definition": "workbench.baselines.learning_curve: seconds = wall-clock training time only "
                                "(evaluations excluded); p_at_1 = exact (dense) inference on the first "
                                "eval_samples labelled test points; p_at_1_lsh (SLIDE) = LSH inference"}
+    if st.engine == "plt":
+        rec["options"] = getattr(st.model, "options", None)
     if st.engine == "slide":
         rec["p_at_1_lsh"] = last.get("p_at_1_lsh")
+        rec["lsh"] = {k: last.get(k) for k in ("label_recall", "mean_active", "mean_candidates", "rehashes")}
         rec["kernels"] = {op: c.kernel.name for op, c in st.model.kernels.items()}
     return {"type": "curve", "record": rec}
 

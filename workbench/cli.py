@@ -259,19 +259,27 @@ def cmd_train(args) -> int:
     epochs = args.epochs if args.epochs is not None else 1.0
     user_cfg = _config_dict(args, base)  # what this command sets itself (a resumed run must agree)
 
-    if not args.train:  # generated data: start from the preset's suggested hyper-parameters
-        from .config import preset_hyperparams
+    from . import recipes
 
-        base = {**preset_hyperparams(args.preset), **base}
+    recipe = args.recipe or recipes.DEFAULT
+    recipes.get(recipe)  # an unknown name fails before any data is read
+    if args.recipe:  # named on this command line: a resumed run must agree with it too
+        rv, _ = recipes.resolve(recipe, n_labels=_label_count(args), preset=None if args.train else args.preset,
+                                base=user_cfg)
+        user_cfg = {**rv, **user_cfg}
     if args.dry_run:
-        return _dry_run(args, base, epochs)
+        return _dry_run(args, base, epochs, recipe)
 
     t0 = time.perf_counter()
     need = args.max_samples if (args.max_samples and not args.train and epochs <= 1) else None
     train = _load_data(args, "train", need)
     test = None if args.no_eval else _load_data(args, "test", args.eval_samples)
     data_seconds = time.perf_counter() - t0
-    cfg = _config_from_args(args, train.n_features, train.n_labels, base)
+    rvals, rsources = recipes.resolve(recipe, n_labels=train.n_labels, preset=None if args.train else args.preset,
+                                      base=_config_dict(args, base))
+    cfg = _config_from_args(args, train.n_features, train.n_labels, {**rvals, **base})
+    explicit = _config_dict(args, base)
+    chosen = {k: v for k, v in rvals.items() if k not in explicit}
     total = args.max_samples if args.max_samples else int(round(epochs * len(train)))
     if total < 1:
         raise ConfigError(f"nothing to train: --epochs {epochs} of {len(train):,} training points is 0 samples")
@@ -283,6 +291,11 @@ def cmd_train(args) -> int:
         net.run_start = net.samples_seen
     print(f"data: {train.source} ({len(train):,} train points"
           + (f", {len(test):,} test points" if test is not None else "") + f", {data_seconds:.1f}s)")
+    if not args.resume:
+        print(f"recipe: {recipe} ({recipes.get(recipe).summary}); "
+              + (", ".join(f"{k}={_show(v)} [{rsources[k]}]" for k, v in chosen.items()) or "no values")
+              + (f"; overridden here: {', '.join(sorted(k for k in rvals if k in explicit))}"
+                 if any(k in explicit for k in rvals) else ""))
     print(f"network: {cfg.n_features:,} -> {' -> '.join(str(h) for h in cfg.hidden)} -> {cfg.n_labels:,}, "
           f"layers {','.join(cfg.layer_modes)}, {cfg.hash_family} K={cfg.K} L={cfg.L} range={cfg.range_pow}"
           f"{' compat' if cfg.compat else ''}, batch {cfg.batch_size}, {net.threads} threads, "
@@ -328,6 +341,10 @@ def cmd_train(args) -> int:
     result["peak_rss_bytes"] = memory.peak_rss_bytes()
     rows.append(("peak RSS", f"{result['peak_rss_bytes'] / 2**30:.2f} GiB"))
     result["config"] = cfg.to_dict()
+    result["recipe"] = {"name": recipe if not args.resume else None,
+                        "values": {k: rvals[k] for k in rvals} if not args.resume else None,
+                        "sources": {k: rsources[k] for k in chosen} if not args.resume else None,
+                        "note": "resumed: the checkpoint's settings" if args.resume else None}
     result["kernels"] = {op: c.kernel.name for op, c in net.kernels.items()}
     result["runtime"] = runtime.report(net)
     save_error = None
@@ -467,7 +484,17 @@ def _run_value(path: str, key: str, val, action):
     return val
 
 
-def _dry_run(args, base: dict, epochs: float) -> int:
+def _label_count(args) -> int:
+    """Labels of the training data (the file's header, or the preset) without loading it."""
+    from . import synthetic
+    from .data import load_xc
+
+    if args.train:
+        return load_xc(args.train, cache=not args.no_cache).n_labels
+    return synthetic.get_preset(args.preset).n_labels
+
+
+def _dry_run(args, base: dict, epochs: float, recipe: str) -> int:
     """Print the memory estimate of the configuration without allocating it."""
     from . import resources, synthetic
     from .data import load_xc
@@ -483,7 +510,11 @@ def _dry_run(args, base: dict, epochs: float) -> int:
         n = args.max_samples if (args.max_samples and epochs <= 1) else p.n_train
         data_bytes = int(n * (p.mean_nnz * 8 + p.mean_labels * 4 + 16))
         max_labels = int(4 * p.mean_labels + 16)
-    cfg = _config_from_args(args, n_features, n_labels, base)
+    from . import recipes
+
+    rvals, _ = recipes.resolve(recipe, n_labels=n_labels, preset=None if args.train else args.preset,
+                               base=_config_dict(args, base))
+    cfg = _config_from_args(args, n_features, n_labels, {**rvals, **base})
     est = resources.with_available(resources.estimate(cfg, data_bytes=data_bytes, max_labels=max_labels))
     print(resources.format_estimate(est))
     fits = resources.fits(est)
@@ -706,13 +737,31 @@ def cmd_compare(args) -> int:
                          data_seed=args.data_seed, samples=args.samples, curve_points=args.points,
                          eval_samples=args.eval_samples, methods=tuple(x.strip() for x in args.methods.split(",")
                                                                        if x.strip()),
-                         threads=args.threads or 0, config=fixed, baseline_options=opts, progress=not args.quiet)
+                         recipe=args.recipe, threads=args.threads or 0, config=fixed, baseline_options=opts,
+                         tune=tuple(x.strip() for x in (args.tune or "").split(",") if x.strip()),
+                         tune_samples=args.tune_samples, diag_samples=args.diag_samples, reference=args.reference,
+                         progress=not args.quiet)
     rows = []
     for r in res["records"] + res["baselines"]:
         last = r["curve"][-1]
         rows.append((r.get("label", r.get("method")), f"P@1 {last['p_at_1']:.4f} after {last['samples']:,} samples, "
                                                       f"{last['seconds']:.1f}s training "
                                                       f"({r.get('samples_per_s') or 0:,.0f} samples/s)"))
+    for name, t in (res.get("tuning") or {}).items():
+        rows.append((f"tuned {name}", f"{t['chosen']} (best of {len(t['trials'])} settings after "
+                                      f"{t['samples']:,} samples each)"))
+    hl = res.get("headline") or {}
+    if hl:
+        rows.append(("target", f"P@1 {hl['target_p_at_1']:.4f} (final P@1 of {hl['reference']})"))
+        for name, m in hl["methods"].items():
+            t = m.get("seconds_to_target")
+            text = f"{t:.1f}s" if t is not None else "not reached"
+            if m.get("speedup"):
+                text += f" ({m['speedup']:.2f}x)"
+            if "seconds_to_target_lsh" in m:
+                tl = m.get("seconds_to_target_lsh")
+                text += f"; LSH inference: {f'{tl:.1f}s' if tl is not None else 'not reached'}"
+            rows.append((f"time to target: {name}", text))
     for f in res["failed"]:
         rows.append((f["method"], f"failed: {f['error']}"))
     if rows:
@@ -722,6 +771,83 @@ def cmd_compare(args) -> int:
     if res.get("interrupted"):
         return 130
     return 1 if res["failed"] else 0
+
+
+def cmd_diagnose(args) -> int:
+    """Why the output layer's tables find or miss what matters (workbench.diagnose)."""
+    from . import diagnose
+    from .network import Network
+
+    overrides = {} if args.threads is None else {"threads": args.threads}
+    net = Network.load(args.model, overrides=overrides)
+    if args.preset is None and not args.test:
+        args.preset = "amazon670k"
+    test = _load_data(args, "test", args.eval_samples)
+    net.check_data(test)
+    if not net.layers[-1].lsh:
+        raise ConfigError(f"{args.model}: the output layer is not LSH-sampled: nothing to diagnose")
+    d = diagnose.diagnose(net, test, samples=args.samples, fresh=not args.no_fresh)
+    t, w, r = d.get("tables", {}), d.get("weights", {}), d.get("retrieval", {})
+    g, h, f = d.get("geometry", {}), d.get("hubs", {}), d.get("fresh", {})
+    pct = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"  # noqa: E731
+    rows = [("model", f"{args.model}: {net.samples_seen:,} samples seen, {net.config.hash_family} K={net.config.K} "
+                      f"L={net.config.L}, sampling {net.config.sampling}"),
+            ("tables", f"{pct(t.get('stored_fraction'))} of (neuron, table) pairs stored, "
+                       f"{t.get('occupied_buckets', 0):,.0f} buckets in use per table"),
+            ("weight rows", f"|mean row| / mean |row| = {w.get('common_ratio', 0):.2f}, mean cosine with the mean "
+                            f"row {w.get('cos_with_mean_row', 0):.2f}; bias std {w.get('bias_std', 0):.3g}")]
+    if r:
+        ceil = r.get("exact_topk_label_recall") or {}
+        rows += [("retrieval", f"label recall {pct(r.get('label_recall'))} (exact top-100: "
+                               f"{pct(ceil.get('100'))}, top-1000: {pct(ceil.get('1000'))}); exact top-1 "
+                               f"{pct(r.get('top1_recall'))}, top-5 {pct(r.get('top5_recall'))}; "
+                               f"{r.get('candidates', 0):,.0f} candidates per sample")]
+    if g.get("cos_label"):
+        rows.append(("geometry", f"cos(h, w_label) {g['cos_label']['mean']:.2f} (centred "
+                                 f"{g['cos_label_centred']['mean']:.2f}) against random neurons "
+                                 f"{g['cos_random']['mean']:.2f} ({g['cos_random_centred']['mean']:.2f})"))
+    if h:
+        rows.append(("hubs", f"neuron {h['hub']} is dense inference's top-1 for {pct(h['hub_share'])} of the "
+                             f"samples ({h['distinct_top1']} distinct); a true label there {pct(h['hub_is_label'])}, "
+                             f"retrieved by the tables {pct(h.get('hub_retrieved'))}"))
+    if f:
+        rows.append(("fresh tables", f"label recall {pct(f.get('label_recall'))}, top-5 {pct(f.get('top5_recall'))}"
+                                     f" (drift since the last rehash: {pct(f.get('drift'))})"))
+    _print_summary("LSH diagnosis", rows)
+    if args.json:
+        _write_json(args.json, {"command": "diagnose", "model": args.model, **d})
+    return 0
+
+
+def cmd_recipes(args) -> int:
+    """Print each recipe (or the one named) resolved for a data set's shape."""
+    from . import recipes, synthetic
+    from .data import load_xc
+
+    if args.train:
+        n_labels, where = load_xc(args.train, cache=True).n_labels, args.train
+    else:
+        preset = args.preset or "amazon670k"
+        n_labels, where = synthetic.get_preset(preset).n_labels, f"preset {preset}"
+    out = {}
+    for name in ([args.name] if args.name else recipes.names()):
+        vals, src = recipes.resolve(name, n_labels=n_labels, preset=None if args.train else (args.preset or
+                                                                                               "amazon670k"))
+        cfg = Config.from_dict(dict(vals, n_labels=n_labels))
+        out[name] = {"summary": recipes.get(name).summary, "values": vals, "sources": src,
+                     "resolved": {k: getattr(cfg, k) for k in _RECIPE_SHOWN}}
+        if not args.json:
+            print(recipes.describe(name))
+            print(f"  for {where} ({n_labels:,} labels): "
+                  + ", ".join(f"{k}={_show(getattr(cfg, k))}" for k in _RECIPE_SHOWN))
+    if args.json:
+        print(json.dumps(out, indent=2, default=list))
+    return 0
+
+
+_RECIPE_SHOWN = ("hash_family", "K", "L", "range_pow", "bucket_size", "bucket_policy", "sampling", "top_k",
+                 "min_active", "batch_labels", "compat", "lr", "batch_size", "rehash", "rebuild", "hash_center",
+                 "rehash_drift")
 
 
 # ---- parser ----------------------------------------------------------------------------
@@ -763,6 +889,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", metavar="PATH", help="continue from a checkpoint (an interrupted run finishes "
                                                     "what it was asked to do)")
     t.add_argument("--dry-run", action="store_true", help="print the memory estimate and exit")
+    t.add_argument("--recipe", default=None, metavar="NAME",
+                   help="a named set of settings, resolved for the data's shape: best (default: the measured "
+                        "recommendation) or reference (the SLIDE paper's algorithm and hyper-parameters); flags "
+                        "and --config values override it (see: slide-workbench recipes)")
     t.add_argument("--json", metavar="PATH", help="write the result as JSON")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_config_flags(t)
@@ -775,6 +905,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--threads", type=int, default=None)
     e.add_argument("--json", metavar="PATH", help="write the result as JSON")
     e.set_defaults(func=cmd_eval)
+
+    dg = sub.add_parser("diagnose", help="why the hash tables find or miss the neurons that matter (a checkpoint)")
+    dg.add_argument("--model", required=True, metavar="PATH", help="checkpoint written by train --save")
+    data_flags(dg, train=False)
+    dg.add_argument("--samples", type=int, default=500, help="labelled test points to query (default 500)")
+    dg.add_argument("--no-fresh", action="store_true", help="skip the comparison with freshly rebuilt tables")
+    dg.add_argument("--threads", type=int, default=None)
+    dg.add_argument("--json", metavar="PATH", help="write every figure as JSON")
+    dg.set_defaults(func=cmd_diagnose)
 
     i = sub.add_parser("info", help="print the runtime report")
     i.add_argument("--json", metavar="PATH", help="also write it as JSON")
@@ -817,6 +956,13 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--quiet", action="store_true", help="no progress bar")
     a.set_defaults(func=cmd_ablate)
 
+    rc = sub.add_parser("recipes", help="show the recipes (named settings) resolved for a data set's shape")
+    rc.add_argument("name", nargs="?", default=None, help="one recipe (default: all)")
+    rc.add_argument("--preset", default=None, help="generated data set (default amazon670k)")
+    rc.add_argument("--train", metavar="FILE", help="a data file (its header gives the label count)")
+    rc.add_argument("--json", action="store_true", help="print JSON")
+    rc.set_defaults(func=cmd_recipes)
+
     rp = sub.add_parser("report", help="write report.md / report.html from a results directory")
     rp.add_argument("results_dir", metavar="RESULTS_DIR", help="directory holding results.json (or results.csv)")
     rp.add_argument("--out", default=None, help="output directory or .md path (default RESULTS_DIR/report.md)")
@@ -832,12 +978,23 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--points", type=int, default=8, help="evaluations along the way (default 8)")
     c.add_argument("--eval-samples", type=int, default=1000, help="test points per evaluation (default 1000)")
     c.add_argument("--methods", default="slide,dense,sampled",
-                   help="comma-separated: slide, dense, sampled, torch_dense, torch_sampled (PyTorch)")
+                   help="comma-separated: slide (the --recipe), slide:reference, slide:best, dense, sampled, "
+                        "torch_dense, torch_sampled (PyTorch), plt (napkinXC label tree: pip install -e '.[peers]')")
+    c.add_argument("--recipe", default=None, metavar="NAME", help="recipe of the plain 'slide' method (default best)")
+    c.add_argument("--tune", default=None, metavar="METHODS",
+                   help="methods whose learning rate (sampled softmax: and negative count) a sweep chooses first, "
+                        "e.g. sampled or sampled,slide")
+    c.add_argument("--tune-samples", type=int, default=None, metavar="N",
+                   help="training samples per sweep setting (default: one epoch, at most --samples)")
+    c.add_argument("--diag-samples", type=int, default=200, metavar="N",
+                   help="test points for SLIDE's table diagnostics at every evaluation (0: none)")
+    c.add_argument("--reference", default=None, metavar="METHOD",
+                   help="the method whose final P@1 is the time-to-accuracy target (default: the sampled softmax)")
     c.add_argument("--threads", type=int, default=None, help="threads of every method (default: all)")
     c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a config value for every method (e.g. lr=1e-3, batch_size=256; repeatable)")
     c.add_argument("--baseline-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="a keyword argument of the baseline classes (e.g. n_sampled=2000; repeatable)")
+                   help="a keyword argument of the baseline classes (e.g. n_negatives=2000; repeatable)")
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=cmd_compare)
     return p

@@ -74,6 +74,9 @@ class Config:
     compat: bool = False
     rehash: int = 6400
     rebuild: int = 128_000
+    hash_center: bool = False  # hash (w_j - mean row) at rehash: same ranking, balanced buckets
+    rehash_drift: float = 0.0  # > 0: at each rehash point, rehash only if this fraction of probe bucket ids moved
+    drift_probe: int = 4096  # neurons whose bucket ids measure the drift
     # optimisation
     batch_size: int = 128
     lr: float = 1e-4
@@ -164,11 +167,13 @@ class Config:
         check_int("threshold", 1)
         check_int("min_active", 0)
         check_int("batch_labels", 0, 1 << 20)
-        for key in ("compat", "fuse_update"):
+        for key in ("compat", "fuse_update", "hash_center"):
             if not isinstance(getattr(self, key), bool):
                 bad(key, f"expected true or false, got {getattr(self, key)!r}")
         check_int("rehash", 1)
         check_int("rebuild", 1)
+        check_float("rehash_drift", 0.0, 1.0, lo_open=False)
+        check_int("drift_probe", 1, 1 << 24)
         check_int("batch_size", 1, 1 << 20)
         check_float("lr", 0.0, 10.0)
         check_float("beta1", 0.0, 1.0, lo_open=False)

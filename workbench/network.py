@@ -59,6 +59,9 @@ class Layer:
     tables: dict | None = None
     bids: np.ndarray | None = None
     seen: np.ndarray | None = None
+    hash_mu: np.ndarray | None = None  # centre the tables were hashed around (hash_center)
+    probe: np.ndarray | None = None  # neurons whose bucket ids measure drift (rehash_drift)
+    probe_bids: np.ndarray | None = None  # their bucket ids (probe, L) at the last rehash
 
     @property
     def W(self) -> np.ndarray:
@@ -98,6 +101,10 @@ class Network:
         self._finite_at = None  # self.batches when W and b were last found finite (inference checks)
         self.history: list[dict] = []
         self.timing = {"train_wall": 0.0, "update": 0.0, "maintenance": 0.0}
+        # table maintenance: seconds hashing and building, drift checks, rehashes they skipped
+        self.rehashes_here = 0
+        self.drift_log: list = []  # (samples_seen, output-layer drift) at every drift check
+        self.maint = {"hash_s": 0.0, "build_s": 0.0, "checks": 0, "skipped": 0, "last_drift": None}
         self._buffers: list[memory.Buffer] = []
         self.layers = self._allocate()
         if _init:
@@ -254,7 +261,49 @@ class Network:
 
     # ---- LSH maintenance ----------------------------------------------------
     def _rehash(self, layer: Layer) -> None:
-        self._engine.rehash(layer.index, layer.bids, layer.seen, self.threads)
+        if self.config.hash_center:
+            # w_j.h - mu.h ranks neurons as w_j.h does (mu.h is one number per query), but the rows'
+            # shared component no longer decides their hash: see README "Why the tables miss"
+            layer.hash_mu = self._row_mean(layer)
+            self._engine.set_hash_center(layer.index, layer.hash_mu)
+        t = self._engine.rehash(layer.index, layer.bids, layer.seen, self.threads)
+        self.rehashes_here += 1  # layer.bids now describes the tables (a loaded network's bids do not)
+        self.maint["hash_s"] += t["hash_s"]
+        self.maint["build_s"] += t["build_s"]
+        if self.config.rehash_drift > 0:
+            if layer.probe is None:
+                rng = np.random.default_rng([self.config.seed, 0xD21F, layer.index])
+                n = min(self.config.drift_probe, layer.n_out)
+                layer.probe = np.sort(rng.choice(layer.n_out, n, replace=False)).astype(np.int64)
+            layer.probe_bids = np.ascontiguousarray(layer.bids[:, layer.probe].T)
+
+    def _row_mean(self, layer: Layer) -> np.ndarray:
+        """Mean of the layer's neuron weight vectors (float64 sum, float32 result)."""
+        W = layer.arrays["W"]
+        if layer.layout == "rowmajor":
+            return W[:, : layer.n_in].mean(axis=0, dtype=np.float64).astype(np.float32)
+        return W[: layer.n_in, : layer.n_out].mean(axis=1, dtype=np.float64).astype(np.float32)
+
+    def _probe_rows(self, layer: Layer, ids: np.ndarray) -> np.ndarray:
+        """Weight vectors of neurons ids, as hashed at the last rehash (minus its centre)."""
+        W = layer.arrays["W"]
+        X = W[ids, : layer.n_in] if layer.layout == "rowmajor" else W[: layer.n_in, ids].T
+        X = np.array(X, dtype=np.float32, order="C")
+        if layer.hash_mu is not None:
+            X -= layer.hash_mu
+        return X
+
+    def table_drift(self, layer: Layer | None = None) -> float:
+        """Fraction of (probe neuron, table) bucket ids that differ between the
+        tables and the current weights: how stale the tables are. Needs
+        rehash_drift > 0 (the probe's ids are recorded at every rehash)."""
+        layer = self.layers[-1] if layer is None else layer
+        if layer.probe_bids is None:
+            return float("nan")
+        X = self._probe_rows(layer, layer.probe)
+        now = _core.bucket_ids(layer.hasher, _core.hash_rows(layer.hasher, X, 0, len(X),
+                                                             self.kernels["hash_rows"].kernel.name))
+        return float(np.mean(now != layer.probe_bids))
 
     def _rebuild(self, layer: Layer) -> None:
         lsh.redraw(layer.hasher, _seed_of(self.config.seed, 0x4A54, layer.index, self.rebuilds))
@@ -292,10 +341,19 @@ class Network:
                     self._rebuild(layer)
             self.rehashes += 1
         elif after // cfg.rehash > before // cfg.rehash:
-            for layer in self.layers:
-                if layer.lsh:
-                    self._rehash(layer)
-            self.rehashes += 1
+            lsh_layers = [l for l in self.layers if l.lsh]
+            if cfg.rehash_drift > 0:
+                # rehash only the layers whose tables moved enough (Mongoose-style scheduling)
+                drift = {l.index: self.table_drift(l) for l in lsh_layers}
+                self.maint["checks"] += 1
+                self.maint["last_drift"] = drift[lsh_layers[-1].index]
+                if len(self.drift_log) < 100_000:
+                    self.drift_log.append((self.samples_seen, drift[lsh_layers[-1].index]))
+                lsh_layers = [l for l in lsh_layers if not drift[l.index] < cfg.rehash_drift]  # NaN: rehash
+                self.maint["skipped"] += not lsh_layers
+            for layer in lsh_layers:
+                self._rehash(layer)
+            self.rehashes += bool(lsh_layers)
         self.timing["maintenance"] += time.perf_counter() - t0
 
     # ---- data checks --------------------------------------------------------
@@ -507,7 +565,31 @@ class Network:
                 out["row_reuse"] = u["entries"] / u["union_rows"]
         if st["labels_total"]:
             out["label_recall"] = st["labels_found"] / st["labels_total"]
+        out["rehashes"] = self.rehashes
+        out["maintenance"] = dict(self.maint)
         return out
+
+    def hidden(self, data: Dataset, rows=None) -> np.ndarray:
+        """The output layer's inputs h (the last hidden layer's activations) for
+        samples `rows`: float32 (n, width)."""
+        self.check_data(data)
+        rows = np.arange(len(data), dtype=np.int64) if rows is None else np.ascontiguousarray(rows, dtype=np.int64)
+        if len(rows) and (rows.min() < 0 or rows.max() >= len(data)):
+            raise IndexError("rows out of range")
+        return self._engine_call(data, self._engine.hidden, data.indptr, data.indices, data.values, rows,
+                                 self.threads, data.n_features)
+
+    def candidates(self, data: Dataset, rows=None, *, cap: int = 65536) -> tuple:
+        """What the output layer's hash tables choose for samples `rows` of data,
+        as training sees them but without labels and without the random top-up
+        (min_active): (counts (n,), ids (n, cap) int32, collision counts (n, cap)
+        int32); row i's first min(counts[i], cap) entries are valid."""
+        self.check_data(data)
+        rows = np.arange(len(data), dtype=np.int64) if rows is None else np.ascontiguousarray(rows, dtype=np.int64)
+        if len(rows) and (rows.min() < 0 or rows.max() >= len(data)):
+            raise IndexError("rows out of range")
+        return self._engine_call(data, self._engine.candidates, data.indptr, data.indices, data.values, rows,
+                                 self.threads, int(cap), data.n_features)
 
     # ---- inference ----------------------------------------------------------
     def predict(self, data: Dataset, k: int = 5, *, mode: str = "dense", rows=None) -> np.ndarray:

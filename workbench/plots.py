@@ -292,41 +292,100 @@ def plot_recall(records: list, out_dir: str, *, name: str = "lsh_recall") -> Pat
 # ---- convergence: SLIDE vs dense vs sampled softmax ----------------------------------------
 
 @_styled
-def plot_convergence(records: list, out_dir: str, *, name: str = "convergence") -> Paths:
+def plot_convergence(records: list, out_dir: str, *, name: str = "convergence", target: float | None = None) -> Paths:
     """P@1 against wall-clock seconds (left) and against samples seen (right), one
-    line per record carrying a `curve` (SLIDE, dense, sampled softmax...)."""
+    colour per record carrying a `curve` (SLIDE, dense, sampled softmax, a label
+    tree...): exact (dense) inference solid, SLIDE's LSH inference dashed; a
+    record with a one-point curve (a tree trained once) is a single marker.
+    target: a horizontal line (e.g. the tuned sampled softmax's final P@1)."""
     recs = [r for r in records if isinstance(r.get("curve"), list) and r["curve"]]
     if not recs:
         return _empty("no record has a curve")
-    fig = _figure(10, 4.2)
+    fig = _figure(11, 4.4)
     a1, a2 = fig.subplots(1, 2)
     cmap = matplotlib.colormaps["tab10"]
     for i, r in enumerate(recs):
-        pts = [(_num(p.get("seconds")), _num(p.get("samples")), _num(p.get("p_at_1"))) for p in r["curve"]
-               if isinstance(p, dict)]
         lab = str(r.get("label") or r.get("method") or _label(r))
-        t = [(s, p) for s, _, p in pts if s is not None and p is not None]
-        n = [(x, p) for _, x, p in pts if x is not None and p is not None]
-        if t:
-            a1.plot([x for x, _ in t], [y for _, y in t], marker=".", color=cmap(i % 10), label=lab)
-        if n:
-            a2.plot([x for x, _ in n], [y for _, y in n], marker=".", color=cmap(i % 10), label=lab)
+        col = cmap(i % 10)
+        for key, style, suffix in (("p_at_1", "-", ""), ("p_at_1_lsh", "--", " (LSH inference)")):
+            pts = [(_num(p.get("seconds")), _num(p.get("samples")), _num(p.get(key))) for p in r["curve"]
+                   if isinstance(p, dict)]
+            t = [(x, y) for x, _, y in pts if x is not None and y is not None]
+            n = [(x, y) for _, x, y in pts if x is not None and y is not None]
+            if not t and not n:
+                continue
+            kw = dict(color=col, label=lab + suffix, linestyle=style)
+            if len(t) == 1:
+                kw.update(marker="*", markersize=11, linestyle="none")
+            else:
+                kw.update(marker=".")
+            if t:
+                a1.plot([x for x, _ in t], [y for _, y in t], **kw)
+            if n:
+                a2.plot([x for x, _ in n], [y for _, y in n], **kw)
     secs = [_num(p.get("seconds")) for r in recs for p in r["curve"] if isinstance(p, dict)]
     secs = [x for x in secs if x and x > 0]
     if secs and max(secs) / min(secs) > 20:
         a1.set_xscale("log")
-    a1.set_xlabel("wall-clock seconds")
+    if target is not None:
+        for a in (a1, a2):
+            a.axhline(target, color="0.5", linewidth=0.8, linestyle=":")
+    a1.set_xlabel("training seconds (wall clock, evaluations excluded)")
     a2.set_xlabel("samples seen")
     for a in (a1, a2):
-        a.set_ylabel("P@1")
+        a.set_ylabel("P@1 (solid: exact inference; dashed: LSH inference)")
+        a.yaxis.label.set_size(8)
         a.legend(fontsize=7)
     a1.set_title("P@1 against time")
     a2.set_title("P@1 against samples")
     return _save(fig, out_dir, name)
 
 
+def plot_tables(records: list, out_dir: str, *, name: str = "lsh_over_training") -> Paths:
+    """SLIDE records' table diagnostics along their curves (workbench.diagnose):
+    recall of the exact top-5 and label recall on test points against the
+    ceiling (label recall of the exact top-1,000), the weight rows' shared
+    component, the stored fraction, and the hub's share of top-1 predictions."""
+    recs = [r for r in records if any(isinstance(p, dict) and p.get("diag") for p in r.get("curve") or [])]
+    if not recs:
+        return _empty("no record carries table diagnostics (compare --diag-samples 0?)")
+    fig = _figure(12, 4.2)
+    a1, a2, a3 = fig.subplots(1, 3)
+    cmap = matplotlib.colormaps["tab10"]
+    for i, r in enumerate(recs):
+        lab = str(r.get("label") or r.get("method") or _label(r))
+        col = cmap(i % 10)
+        pts = [p for p in r["curve"] if isinstance(p, dict) and p.get("diag")]
+        x = [_num(p.get("samples")) for p in pts]
+
+        def series(key, src="diag"):
+            return [_num((p.get(src) or {}).get(key)) if src else _num(p.get(key)) for p in pts]
+
+        for ax, key, style, what, src in ((a1, "top5_recall", "-", "exact top-5 retrieved", "diag"),
+                                          (a1, "test_label_recall", "--", "label recall", "diag"),
+                                          (a1, "exact_top1000_label_recall", ":", "ceiling", "diag"),
+                                          (a2, "common_ratio", "-", "|mean row| / mean |row|", "diag"),
+                                          (a2, "stored_fraction", "--", "stored fraction", "diag"),
+                                          (a3, "hub_share", "-", "hub share of top-1", "diag"),
+                                          (a3, "drift", "--", "drift since rehash", "diag")):
+            y = series(key, src)
+            xy = [(a, b) for a, b in zip(x, y) if a is not None and b is not None]
+            if xy:
+                ax.plot([a for a, _ in xy], [b for _, b in xy], linestyle=style, marker=".", color=col,
+                        label=f"{lab}: {what}")
+    a1.set_title("what the tables retrieve (test points)")
+    a2.set_title("weight rows and tables")
+    a3.set_title("hubs and staleness")
+    for a in (a1, a2, a3):
+        a.set_xlabel("samples seen")
+        a.legend(fontsize=6)
+        a.set_ylim(bottom=0)
+    return _save(fig, out_dir, name)
+
+
 PLOTS = {"throughput": plot_throughput, "bytes_vs_time": plot_bytes_vs_time, "cache_misses": plot_cache,
-         "accuracy_frontier": plot_accuracy_frontier, "lsh_recall": plot_recall, "convergence": plot_convergence}
+         "accuracy_frontier": plot_accuracy_frontier, "lsh_recall": plot_recall, "convergence": plot_convergence,
+         "lsh_over_training": plot_tables}
 
 
 def show(paths) -> None:

@@ -45,11 +45,15 @@ def estimate(cfg: Config, *, data_bytes: int = 0, max_labels: int = 64, threads:
             nb = 1 << cfg.range_pow
             items[f"layer{i}.tables"] = cfg.L * n_out * 4 + cfg.L * (nb + 1) * 4
             items[f"layer{i}.rehash_scratch"] = cfg.L * n_out * 4 + T * nb * 4
+            if cfg.hash_center:  # the centre, and each thread's block of centred rows (256 rows)
+                items[f"layer{i}.hash_center"] = 4 * n_in + T * 256 * 4 * n_in
+            if cfg.rehash_drift > 0:  # probe neurons' bucket ids
+                items[f"layer{i}.drift_probe"] = min(cfg.drift_probe, n_out) * (8 + 8 * cfg.L)
             max_out = max(max_out, n_out)
             max_H = max(max_H, cfg.K * cfg.L)
             max_L = max(max_L, cfg.L)
-        # per-thread activations, gradients, active ids (and LSH stamps/counts)
-        per_thread = 16 * n_out + (8 * n_out + 8 * cfg.K * cfg.L if lsh else 0)
+        # per-thread activations, gradients, active ids (and the LSH marks: epoch and collision count)
+        per_thread = 16 * n_out + (4 * n_out + 8 * cfg.K * cfg.L if lsh else 0)
         if lsh and cfg.hash_family == "wta" and (i == 0 or cfg.layer_modes[i - 1] == "lsh"):
             per_thread += 4 * n_in
         items[f"layer{i}.thread_scratch"] = T * per_thread

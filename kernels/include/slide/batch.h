@@ -105,12 +105,12 @@ static int slide_batch_select(slide_net *net, slide_thread *th, slide_batch *bt,
     int32_t n = slide_select(net, th, last, NULL, hin, bt->d, labels, n_labels, &forced);
     int32_t *ids = th->ids[last];
     if (bt->n_blab) { /* the other samples' labels, as negatives (this sample's own are forced in already) */
-        int32_t *stamp = th->stamp[last];
+        uint32_t *mark = th->mark[last];
         const int32_t ep = th->epoch[last], n0 = n;
         for (int32_t q = 0; q < bt->n_blab; q++) {
             const int32_t y = bt->blab[q];
-            if (stamp[y] == ep) continue;
-            stamp[y] = ep;
+            if (slide_marked(mark, y, ep)) continue;
+            mark[y] = (uint32_t)ep << SLIDE_MARK_SHIFT;
             ids[n++] = y;
         }
         th->active_sum[last] += n - n0;

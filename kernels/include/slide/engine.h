@@ -41,6 +41,7 @@ typedef struct {
     int32_t top_k;
     int32_t threshold;
     int32_t min_active; /* random top-up to at least this many */
+    const float *hash_mu; /* rehash hashes (w_j - hash_mu), n_in floats; NULL: w_j as it is (see rehash in _core) */
     slide_mat W;
     float *gW, *gb;
     float *mW, *vW, *mb, *vb; /* Adam moments */
@@ -76,9 +77,10 @@ typedef struct {
     float *dx[SLIDE_MAX_LAYERS];
     int32_t n[SLIDE_MAX_LAYERS];
     int32_t dense[SLIDE_MAX_LAYERS]; /* ids == NULL: all neurons active */
-    /* LSH candidate de-duplication: epoch-stamped arrays, no maps */
-    int32_t *stamp[SLIDE_MAX_LAYERS];
-    int32_t *count[SLIDE_MAX_LAYERS];
+    /* LSH candidate de-duplication without maps: one word per neuron holding
+     * the epoch (query) that last took it and its collision count in that
+     * query (slide_mark_*): one memory access per retrieved id */
+    uint32_t *mark[SLIDE_MAX_LAYERS];
     int32_t epoch[SLIDE_MAX_LAYERS];
     uint32_t *hashes; /* max H */
     uint32_t *buckets; /* max L */
@@ -106,9 +108,19 @@ SLIDE_INLINE void slide_touch(int32_t *stamp, int32_t batch, int32_t r) {
     if (stamp[r] != batch) stamp[r] = batch;
 }
 
+/* mark[id] = epoch << SLIDE_MARK_SHIFT | collision count. Counts are at most
+ * L <= 4096 (Config); epochs start at 1, so 0 means "not taken". */
+#define SLIDE_MARK_SHIFT 13
+#define SLIDE_MARK_COUNT ((1u << SLIDE_MARK_SHIFT) - 1u)
+#define SLIDE_MARK_EPOCH_MAX ((int32_t)((1u << (32 - SLIDE_MARK_SHIFT)) - 1u))
+
+SLIDE_INLINE int slide_marked(const uint32_t *mark, int32_t id, int32_t ep) {
+    return (int32_t)(mark[id] >> SLIDE_MARK_SHIFT) == ep;
+}
+
 SLIDE_INLINE int32_t slide_next_epoch(slide_thread *th, int32_t l, int32_t n_out) {
-    if (th->epoch[l] == INT32_MAX) {
-        memset(th->stamp[l], 0, (size_t)n_out * sizeof(int32_t));
+    if (th->epoch[l] >= SLIDE_MARK_EPOCH_MAX) {
+        memset(th->mark[l], 0, (size_t)n_out * sizeof(uint32_t));
         th->epoch[l] = 0;
     }
     return ++th->epoch[l];
@@ -134,11 +146,11 @@ static void slide_heap_sift(float *hv, int32_t *hi, int32_t k, int32_t i) {
 /* Top k of v[0..n) (skipping entries whose skip flag is set when skip != NULL);
  * writes ids (positions) sorted by descending value into out, returns count. */
 static int32_t slide_topk(const float *v, int32_t n, int32_t k, float *hv, int32_t *hi, int32_t *out,
-                          const int32_t *skip_stamp, int32_t skip_epoch) {
+                          const uint32_t *skip_mark, int32_t skip_epoch) {
     int32_t m = 0;
     if (k <= 0) return 0;
     for (int32_t i = 0; i < n; i++) {
-        if (skip_stamp && skip_stamp[i] == skip_epoch) continue;
+        if (skip_mark && slide_marked(skip_mark, i, skip_epoch)) continue;
         if (v[i] != v[i]) continue; /* NaN never ranks */
         if (m < k) {
             hv[m] = v[i];
@@ -176,23 +188,25 @@ SLIDE_INLINE void slide_layer_forward(const slide_layer *L, const int32_t *xi, c
 /* ---- active-set selection --------------------------------------------------- */
 
 /* Choose the active neurons of LSH layer l for input (xi, xv, nx). In training
- * the sample's labels (output layer) are placed first. Returns the count. */
-static int32_t slide_select(const slide_net *net, slide_thread *th, int32_t l, const int32_t *xi, const float *xv,
-                            int32_t nx, const int32_t *labels, int32_t n_labels, int32_t *n_forced) {
+ * the sample's labels (output layer) are placed first. topup: fill up to
+ * min_active with random neurons (0: what the tables chose, no more; the
+ * collision count of each chosen id is then in th->mark[l][id] & SLIDE_MARK_COUNT). Returns
+ * the count. */
+static int32_t slide_select_ex(const slide_net *net, slide_thread *th, int32_t l, const int32_t *xi, const float *xv,
+                               int32_t nx, const int32_t *labels, int32_t n_labels, int32_t *n_forced, int topup) {
     const slide_layer *L = &net->layers[l];
     const int32_t n_out = L->n_out;
     int32_t *ids = th->ids[l];
-    int32_t *stamp = th->stamp[l];
-    int32_t *count = th->count[l];
+    uint32_t *mark = th->mark[l];
     const int32_t ep = slide_next_epoch(th, l, n_out);
+    const uint32_t tag = (uint32_t)ep << SLIDE_MARK_SHIFT;
     int32_t n = 0;
     int64_t t0 = slide_now_ns();
 
     for (int32_t j = 0; j < n_labels; j++) {
         const int32_t y = labels[j];
-        if (stamp[y] == ep) continue;
-        stamp[y] = ep;
-        count[y] = 0;
+        if (slide_marked(mark, y, ep)) continue;
+        mark[y] = tag; /* count 0 */
         ids[n++] = y;
     }
     *n_forced = n;
@@ -208,38 +222,42 @@ static int32_t slide_select(const slide_net *net, slide_thread *th, int32_t l, c
         for (int32_t t = 0; t < hs->L; t++) {
             int32_t len;
             const int32_t *b = slide_bucket(&L->tables, t, th->buckets[t], &len);
+            if (t + 1 < hs->L) { /* the next table's bucket: its offsets and first ids */
+                const uint32_t *noff = L->tables.offsets + (int64_t)(t + 1) * (((int64_t)1 << L->tables.range_pow) + 1);
+                __builtin_prefetch(noff + th->buckets[t + 1]);
+            }
             for (int32_t q = 0; q < len; q++) {
                 const int32_t id = b[q];
-                if (stamp[id] == ep) {
-                    count[id]++;
+                const uint32_t m = mark[id];
+                if ((m & ~SLIDE_MARK_COUNT) == tag) {
+                    mark[id] = m + 1;
                 } else {
-                    stamp[id] = ep;
-                    count[id] = 1;
+                    mark[id] = tag | 1u;
                     ids[n++] = id;
                 }
             }
         }
-        for (int32_t j = 0; j < n0; j++) th->labels_found += count[ids[j]] > 0;
+        for (int32_t j = 0; j < n0; j++) th->labels_found += (mark[ids[j]] & SLIDE_MARK_COUNT) > 0;
         th->cand_sum[l] += n - n0;
         if (L->sampling == SLIDE_SAMPLE_THRESHOLD) {
             int32_t w = n0;
             for (int32_t i = n0; i < n; i++)
-                if (count[ids[i]] >= L->threshold) ids[w++] = ids[i];
-                else stamp[ids[i]] = ep - 1; /* no longer taken: top-up may draw it */
+                if ((int32_t)(mark[ids[i]] & SLIDE_MARK_COUNT) >= L->threshold) ids[w++] = ids[i];
+                else mark[ids[i]] = 0; /* no longer taken: top-up may draw it */
             n = w;
         } else if (L->sampling == SLIDE_SAMPLE_TOPK && n - n0 > L->top_k) {
             /* counting selection: counts are in [1, L] */
             int32_t *hist = th->hist;
             memset(hist, 0, (size_t)th->hist_len * sizeof(int32_t));
-            for (int32_t i = n0; i < n; i++) hist[count[ids[i]]]++;
+            for (int32_t i = n0; i < n; i++) hist[mark[ids[i]] & SLIDE_MARK_COUNT]++;
             int32_t need = L->top_k, cut = th->hist_len - 1;
             while (cut > 0 && hist[cut] < need) need -= hist[cut--];
             /* keep every count > cut, and the first `need` with count == cut */
             int32_t w = n0;
             for (int32_t i = n0; i < n; i++) {
-                const int32_t c = count[ids[i]];
+                const int32_t c = (int32_t)(mark[ids[i]] & SLIDE_MARK_COUNT);
                 if (c > cut || (c == cut && need-- > 0)) ids[w++] = ids[i];
-                else stamp[ids[i]] = ep - 1;
+                else mark[ids[i]] = 0;
             }
             n = w;
         }
@@ -249,21 +267,26 @@ static int32_t slide_select(const slide_net *net, slide_thread *th, int32_t l, c
         slide_layer_forward(L, xi, xv, nx, NULL, n_out, z);
         const int32_t k = L->top_k < n_out - n0 ? L->top_k : n_out - n0;
         /* heap scratch: this layer's gradient buffer is free until the backward pass */
-        const int32_t got = slide_topk(z, n_out, k, th->grad[l], th->sel_id, ids + n0, stamp, ep);
-        for (int32_t i = n0; i < n0 + got; i++) stamp[ids[i]] = ep;
+        const int32_t got = slide_topk(z, n_out, k, th->grad[l], th->sel_id, ids + n0, mark, ep);
+        for (int32_t i = n0; i < n0 + got; i++) mark[ids[i]] = tag;
         n = n0 + got;
     }
     /* random top-up to min_active (uniform sampling is only this) */
-    const int32_t target = L->min_active < n_out ? L->min_active : n_out;
+    const int32_t target = !topup ? 0 : (L->min_active < n_out ? L->min_active : n_out);
     while (n < target) {
         const int32_t r = (int32_t)slide_rng_below(&th->rng, (uint32_t)n_out);
-        if (stamp[r] == ep) continue;
-        stamp[r] = ep;
+        if (slide_marked(mark, r, ep)) continue;
+        mark[r] = tag;
         ids[n++] = r;
     }
     th->active_sum[l] += n;
     th->phase_ns[SLIDE_PHASE_QUERY] += slide_now_ns() - t0;
     return n;
+}
+
+static int32_t slide_select(const slide_net *net, slide_thread *th, int32_t l, const int32_t *xi, const float *xv,
+                            int32_t nx, const int32_t *labels, int32_t n_labels, int32_t *n_forced) {
+    return slide_select_ex(net, th, l, xi, xv, nx, labels, n_labels, n_forced, 1);
 }
 
 /* ---- one sample -------------------------------------------------------------- */
@@ -438,6 +461,28 @@ static void slide_predict_sample(const slide_net *net, slide_thread *th, const i
     int32_t pos[64];
     const int32_t got = slide_topk(th->val[l], th->n[l], k, th->sel_val, th->sel_id, pos, NULL, 0);
     for (int32_t j = 0; j < k; j++) top[j] = j < got ? (th->dense[l] ? pos[j] : th->ids[l][pos[j]]) : -1;
+}
+
+/* What the output layer's tables choose for one sample, without labels and
+ * without the random top-up (LSH studies): hidden layers forward, then the
+ * layer's sampling rule. Copies at most cap ids and their collision counts
+ * (0 for sampling rules that do not count) into ids/cnt; returns how many
+ * were chosen (may exceed cap: then only cap were copied). */
+static int32_t slide_candidates(const slide_net *net, slide_thread *th, const int32_t *xi, const float *xv,
+                                int32_t nx, int32_t *ids, int32_t *cnt, int32_t cap) {
+    const int32_t last = net->n_layers - 1;
+    int32_t forced = 0;
+    slide_forward_upto(net, th, xi, xv, nx, NULL, 0, 0, 0, &forced, last);
+    const int32_t *in_i = last > 0 ? (th->dense[last - 1] ? NULL : th->ids[last - 1]) : xi;
+    const float *in_v = last > 0 ? th->val[last - 1] : xv;
+    const int32_t in_n = last > 0 ? th->n[last - 1] : nx;
+    const int32_t n = slide_select_ex(net, th, last, in_i, in_v, in_n, NULL, 0, &forced, 0);
+    const int counted = net->layers[last].sampling <= SLIDE_SAMPLE_THRESHOLD;
+    for (int32_t i = 0; i < n && i < cap; i++) {
+        ids[i] = th->ids[last][i];
+        cnt[i] = counted ? (int32_t)(th->mark[last][ids[i]] & SLIDE_MARK_COUNT) : 0;
+    }
+    return n;
 }
 
 #endif
