@@ -46,8 +46,17 @@ _CAPTIONS = {
                          "Source: records[].p_at_1, samples_per_s, K, L (measured).",
     "lsh_recall": "LSH recall against mean active-set size, one line per hash family. "
                   "Source: records[].recall, mean_active, hash_family (measured on the run's data).",
-    "convergence": "SLIDE against dense and sampled-softmax training: P@1 against wall-clock seconds and against "
-                   "samples seen. Source: the `curve` of records and baselines (evaluations during training).",
+    "convergence": "Time to accuracy: P@1 against training seconds (evaluations excluded) and against samples "
+                   "seen, exact inference solid, SLIDE's LSH inference dashed, a label tree (trained once) a star; "
+                   "dotted line: the target (the reference method's final P@1). Source: the `curve` of records "
+                   "and baselines.",
+    "lsh_over_training": "What the tables do during training (workbench.diagnose on test points at every "
+                         "evaluation): left, the fraction of the exact top-5 neurons and of the labels the tables "
+                         "retrieve, against the ceiling any retriever of 1,000 candidates has (labels in the exact "
+                         "top-1,000); middle, the weight rows' shared component (|mean row| / mean |row|) and the "
+                         "fraction of (neuron, table) pairs the capped buckets store; right, the most predicted "
+                         "neuron's share of dense top-1 predictions (a hub) and the fraction of bucket ids "
+                         "changed since the last rehash. Source: records[].curve[].diag.",
 }
 
 
@@ -386,6 +395,32 @@ def _cache_table(doc: _Doc, records: list) -> None:
             doc.note(f"n/a ({len(where)}): {reason}")
 
 
+def _time_to_accuracy(doc: _Doc, res: dict) -> None:
+    """compare results: the sweeps and the time to the reference's final P@1."""
+    tun = res.get("tuning") or {}
+    for name, t in tun.items():
+        doc.h(2, f"Sweep: {name}")
+        doc.p(f"{len(t.get('trials') or [])} settings, {t.get('samples', 0):,} samples each; chosen "
+              f"{t.get('chosen')} ({t.get('rule')}).")
+        doc.table(["settings", "P@1", "seconds", "samples/s"],
+                  [(", ".join(f"{k}={v}" for k, v in x["settings"].items()), _fmt(x["p_at_1"], 4), _fmt(x["seconds"]),
+                    _fmt(x.get("samples_per_s"), 0)) for x in t.get("trials") or []])
+    hl = res.get("headline") or {}
+    if not hl:
+        return
+    doc.h(2, "Time to accuracy")
+    doc.p(f"Target: P@1 {_fmt(hl['target_p_at_1'], 4)}, the final P@1 of {hl['reference']} "
+          f"(reached in {_fmt(hl.get('reference_seconds'))} s of training). Times interpolate linearly between "
+          f"evaluations; speed-up = the reference's time / the method's.")
+    rows = []
+    for name, m in hl["methods"].items():
+        rows.append((name, _fmt(m.get("final_p_at_1"), 4), _fmt(m.get("final_p_at_1_lsh"), 4),
+                     _fmt(m.get("final_seconds")), _fmt(m.get("seconds_to_target")), _fmt(m.get("speedup"), 2),
+                     _fmt(m.get("seconds_to_target_lsh")), _fmt(m.get("speedup_lsh"), 2)))
+    doc.table(["method", "final P@1", "final P@1 (LSH)", "seconds", "to target", "speed-up", "to target (LSH)",
+               "speed-up (LSH)"], rows)
+
+
 def _baselines(doc: _Doc, baselines: list) -> None:
     if not baselines:
         return
@@ -430,6 +465,7 @@ def write_report(results_dir: str, out: str | None = None) -> str:
     _phases(doc, records)
     _cache_table(doc, records)
     _baselines(doc, baselines)
+    _time_to_accuracy(doc, res)
 
     doc.h(2, "Figures")
     curves = [r for r in records + baselines if isinstance(r.get("curve"), list) and r["curve"]]
@@ -438,7 +474,7 @@ def write_report(results_dir: str, out: str | None = None) -> str:
             if key == "bytes_vs_time":
                 paths = fn(records, fig_dir, bw)
             elif key == "convergence":
-                paths = fn(curves, fig_dir)
+                paths = fn(curves, fig_dir, target=(res.get("headline") or {}).get("target_p_at_1"))
             else:
                 paths = fn(records, fig_dir)
         except Exception as e:  # a broken record must not lose the rest of the report
