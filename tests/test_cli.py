@@ -64,6 +64,21 @@ def test_train_on_a_preset_with_a_toml_config(tmp_path):
     assert res["data"]["n_train"] == 2000
 
 
+def test_default_recipe_trains_every_strategy(tmp_path):
+    # the default recipe's in-batch negatives need the batched strategy: a
+    # hogwild run keeps the rest of the recipe and says why it has none
+    for strategy in ("hogwild", "batched"):
+        out = tmp_path / f"{strategy}.json"
+        r = run("train", "--preset", "tiny", "--max-samples", 300, "--eval-samples", 50, "--quiet",
+                "--strategy", strategy, "--json", out)
+        assert r.returncode == 0, r.stderr
+        res = json.loads(out.read_text())
+        assert res["config"]["batch_labels"] == (0 if strategy == "hogwild" else 1024)
+        assert res["config"]["min_active"] == 0 and res["config"]["lr"] == 3e-3
+        if strategy == "hogwild":
+            assert "batch_labels=0 [recipe best: 0 here" in r.stdout
+
+
 def test_info_reports_kernels(tmp_path):
     out = tmp_path / "info.json"
     r = run("info", "--quick", "--json", out)

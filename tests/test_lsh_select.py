@@ -180,6 +180,13 @@ def test_recipes_resolve_to_the_documented_settings():
     assert small["K"] == 4 and src["K"] == "preset small" and small["compat"] is True
     with pytest.raises(ConfigError, match="unknown recipe"):
         recipes.resolve("fastest", n_labels=10)
+    # in-batch label negatives only where the batched strategy can run: the
+    # recipe still applies to a hogwild or all-LSH network, without them
+    for base in ({"strategy": "hogwild"}, {"layer_modes": ["lsh", "lsh"]}, {"layouts": ["transposed", "transposed"]}):
+        vals, src = recipes.resolve("best", n_labels=2000, base=base)
+        assert vals["batch_labels"] == 0 and "batched strategy" in src["batch_labels"]
+        Network(Config(n_features=20, n_labels=2000, hidden=(8,), **{**base, **vals}))
+    assert recipes.resolve("best", n_labels=2000, base={"strategy": "batched"})[0]["batch_labels"] == 1024
 
 
 def test_diagnose_reports_on_a_trained_network():

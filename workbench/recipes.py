@@ -84,6 +84,22 @@ def lsh_geometry(n_labels: int, hash_family: str = "dwta", bin_size: int = 8) ->
     return {"K": K, "range_pow": max(1, min(26, K * bits))}
 
 
+def _batched_shape(base: dict) -> bool:
+    """Whether settings `base` (a partial Config dict) leave the network in the
+    shape the batched strategy trains: not strategy 'hogwild', a dense last
+    hidden layer, a row-major LSH output layer (Network._choose_strategy)."""
+    if base.get("strategy") == "hogwild":
+        return False
+    modes, layouts = base.get("layer_modes"), base.get("layouts")
+    if modes is not None:
+        modes = tuple(modes)
+        if len(modes) < 2 or modes[-1] != "lsh" or modes[-2] != "dense":
+            return False
+    if layouts is not None and tuple(layouts)[-1] != "rowmajor":
+        return False
+    return True
+
+
 def resolve(name: str, *, n_labels: int, preset: str | None = None, base: dict | None = None) -> tuple:
     """Config values of recipe `name` for data with n_labels labels (generated
     data: `preset` names it), on top of `base` (values a caller already chose,
@@ -98,6 +114,10 @@ def resolve(name: str, *, n_labels: int, preset: str | None = None, base: dict |
     for k, v in r.settings.items():
         values[k] = v
         sources[k] = f"recipe {name}"
+    if values.get("batch_labels") and not _batched_shape(base or {}):
+        values["batch_labels"] = 0
+        sources["batch_labels"] = (f"recipe {name}: 0 here, in-batch label negatives need the batched strategy "
+                                   "(a dense last hidden layer feeding a row-major LSH output layer)")
     if r.scale_lsh:
         fam = (base or {}).get("hash_family", values.get("hash_family", Config.hash_family))
         bins = (base or {}).get("bin_size", values.get("bin_size", Config.bin_size))
