@@ -715,16 +715,60 @@ def cmd_report(args) -> int:
     return 0
 
 
+COMPARE_GRID_KEYS = {"preset": str, "train": str, "test": str, "data_seed": int, "samples": int, "points": int,
+                     "eval_samples": int, "methods": str, "recipe": str, "threads": int, "tune": str,
+                     "tune_samples": int, "diag_samples": int, "reference": str}
+
+
+def _compare_grid(args) -> dict:
+    """--grid FILE for compare: [compare] settings fill the flags left unset;
+    [fixed] holds config values for every method (as --set); [baseline] holds
+    baseline keyword arguments (as --baseline-option)."""
+    from .config import tomllib
+
+    try:
+        with open(args.grid, "rb") as fh:
+            doc = tomllib.load(fh)
+    except OSError as e:
+        raise ConfigError(f"{args.grid}: cannot read: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{args.grid}: invalid TOML: {e}") from None
+    bad = sorted(set(doc) - {"compare", "fixed", "baseline"})
+    if bad:
+        raise ConfigError(f"{args.grid}: unknown table(s) {', '.join(bad)} (valid: [compare], [fixed], [baseline])")
+    for k, v in (doc.get("compare") or {}).items():
+        if k not in COMPARE_GRID_KEYS:
+            raise ConfigError(f"{args.grid}: unknown [compare] key {k!r} (valid: {', '.join(COMPARE_GRID_KEYS)})")
+        if isinstance(v, list):
+            v = ",".join(map(str, v))
+        t = COMPARE_GRID_KEYS[k]
+        if (t is int and (isinstance(v, bool) or not isinstance(v, int))) or (t is str and not isinstance(v, str)):
+            raise ConfigError(f"{args.grid}: [compare] {k}: expected {t.__name__}, got {v!r}")
+        if getattr(args, k, None) is None:
+            setattr(args, k, v)
+    return doc
+
+
+COMPARE_DEFAULTS = {"data_seed": 0, "samples": 20_000, "points": 8, "eval_samples": 1000,
+                    "methods": "slide,dense,sampled", "diag_samples": 200}
+
+
 def cmd_compare(args) -> int:
     from . import ablate
 
+    doc = _compare_grid(args) if args.grid else {}
+    for k, v in COMPARE_DEFAULTS.items():
+        if getattr(args, k, None) is None:
+            setattr(args, k, v)
     fixed = {}  # generated data: the preset's suggested hyper-parameters apply first (ablate.Grid)
+    for k, v in (doc.get("fixed") or {}).items():
+        fixed[k] = ablate.parse_fixed_value(k, v) if not isinstance(v, list) else v
     for item in args.set:
         if "=" not in item:
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
         k, v = (x.strip() for x in item.split("=", 1))
         fixed[k] = ablate.parse_fixed_value(k, v)
-    opts = {}
+    opts = dict(doc.get("baseline") or {})
     for item in args.baseline_option:
         if "=" not in item:
             raise ConfigError(f"--baseline-option expects KEY=VALUE, got {item!r}")
@@ -970,14 +1014,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compare", help="train SLIDE, dense and sampled softmax on the same data; learning curves")
     c.add_argument("--out", required=True, metavar="DIR", help="results directory (results.json, figures/)")
+    c.add_argument("--grid", metavar="TOML", help="settings file: [compare] (these flags), [fixed] (as --set), "
+                                                  "[baseline] (as --baseline-option); flags win")
     c.add_argument("--train", metavar="FILE", help="training data (XC text format)")
     c.add_argument("--test", metavar="FILE", help="test data (XC text format)")
     c.add_argument("--preset", default=None, help="generated data set (default amazon670k)")
-    c.add_argument("--data-seed", type=int, default=0)
-    c.add_argument("--samples", type=int, default=20_000, help="training samples per method (default 20000)")
-    c.add_argument("--points", type=int, default=8, help="evaluations along the way (default 8)")
-    c.add_argument("--eval-samples", type=int, default=1000, help="test points per evaluation (default 1000)")
-    c.add_argument("--methods", default="slide,dense,sampled",
+    c.add_argument("--data-seed", type=int, default=None, help="seed of the generated data (default 0)")
+    c.add_argument("--samples", type=int, default=None, help="training samples per method (default 20000)")
+    c.add_argument("--points", type=int, default=None, help="evaluations along the way (default 8)")
+    c.add_argument("--eval-samples", type=int, default=None, help="test points per evaluation (default 1000)")
+    c.add_argument("--methods", default=None,
                    help="comma-separated: slide (the --recipe), slide:reference, slide:best, dense, sampled, "
                         "torch_dense, torch_sampled (PyTorch), plt (napkinXC label tree: pip install -e '.[peers]')")
     c.add_argument("--recipe", default=None, metavar="NAME", help="recipe of the plain 'slide' method (default best)")
@@ -986,7 +1032,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "e.g. sampled or sampled,slide")
     c.add_argument("--tune-samples", type=int, default=None, metavar="N",
                    help="training samples per sweep setting (default: one epoch, at most --samples)")
-    c.add_argument("--diag-samples", type=int, default=200, metavar="N",
+    c.add_argument("--diag-samples", type=int, default=None, metavar="N",
                    help="test points for SLIDE's table diagnostics at every evaluation (0: none)")
     c.add_argument("--reference", default=None, metavar="METHOD",
                    help="the method whose final P@1 is the time-to-accuracy target (default: the sampled softmax)")
