@@ -301,3 +301,14 @@ def test_shipped_grids_parse():
     sizes = {name: len(ablate.Grid.from_toml(os.path.join(root, name)).points())
              for name in sorted(os.listdir(root)) if name.endswith(".toml")}
     assert sizes == {"fuse.toml": 2, "kernels.toml": 16, "scalar.toml": 4, "speed.toml": 16}
+
+
+def test_files_of_different_shapes_are_refused(tmp_path):
+    for preset in ("tiny", "small"):
+        r = cli("generate", "--preset", preset, "--out", tmp_path / preset, "--train-samples", 300,
+                "--test-samples", 50)
+        assert r.returncode == 0, r.stderr
+    r = cli("ablate", "--train", tmp_path / "small_train.txt", "--test", tmp_path / "tiny_test.txt", "--out",
+            tmp_path / "res", "--threads", "1", "--samples", "64", "--repeats", "1", "--quiet")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "500 features and 100 labels" in r.stderr and "5,000 features and 2,000 labels" in r.stderr

@@ -309,6 +309,8 @@ def test_bad_input_and_options():
     ds = make_data(3)
     with pytest.raises(DataMismatchError):
         DenseSoftmax(Config(n_features=ds.n_features - 1, n_labels=ds.n_labels, hidden=(4,))).fit(ds)
+    with pytest.raises(DataMismatchError, match="but the network has"):  # narrower data: the same rule as Network
+        DenseSoftmax(Config(n_features=ds.n_features + 1, n_labels=ds.n_labels, hidden=(4,))).fit(ds)
     with pytest.raises(ValueError):
         baselines.make("nonsense", tiny_cfg(ds))
     with pytest.raises(ValueError):

@@ -252,3 +252,33 @@ def test_config_from_toml_names_an_unknown_table(tmp_path):
     cfg.write_text('kernels = { fwd_rows = "f32/scalar" }\n[train]\nK = 3\n[run]\nepochs = 2\n')
     c = Config.from_toml(cfg)
     assert c.K == 3 and c.kernels == {"fwd_rows": "f32/scalar"}
+
+
+# ---- shapes: a model and its data must agree ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def small_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("small")
+    r = run("generate", "--preset", "small", "--out", d / "small", "--train-samples", 600, "--test-samples", 100)
+    assert r.returncode == 0, r.stderr
+    return d / "small_train.txt", d / "small_test.txt"
+
+
+def test_train_and_test_files_of_different_shapes_are_refused_before_training(small_files, tiny_files):
+    r = run("train", "--train", small_files[0], "--test", tiny_files[1], "--quiet")
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "summary" not in r.stdout
+    msg = r.stderr.strip()
+    assert "\n" not in msg and str(tiny_files[1]) in msg and str(small_files[0]) in msg
+    assert "500 features and 100 labels" in msg and "5,000 features and 2,000 labels" in msg
+
+
+def test_eval_of_a_model_on_data_of_another_shape_is_refused(small_files, tiny_files, tmp_path):
+    model = tmp_path / "small.slide"
+    r = run("train", "--train", small_files[0], "--test", small_files[1], "--max-samples", 256, "--quiet",
+            "--eval-mode", "dense", "--save", model)
+    assert r.returncode == 0, r.stderr
+    r = run("eval", "--model", model, "--test", tiny_files[1])
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "P@1" not in r.stdout
+    msg = r.stderr.strip()
+    assert "\n" not in msg and str(model) in msg and str(tiny_files[1]) in msg
+    assert "500 features and 100 labels" in msg and "5,000 features and 2,000 labels" in msg

@@ -165,6 +165,28 @@ def test_data_that_does_not_fit_is_rejected(tiny):
         net.fit(train)
 
 
+def test_data_narrower_than_the_network_is_rejected_naming_both_shapes(tiny):
+    """A network wider than its data would train (or score) only part of itself
+    without a word, e.g. the default Amazon-670K network on `tiny`."""
+    from workbench.network import DataMismatchError
+
+    train, test = tiny
+    wide = Network(Config(n_features=5000, n_labels=2000, hidden=(8,), K=2, L=2, range_pow=4, min_active=4))
+    want = r"data has 500 features and 100 labels but the network has 5,000 features and 2,000 labels"
+    for call in (lambda: wide.fit(train, max_samples=128), lambda: wide.evaluate(test), lambda: wide.predict(test),
+                 lambda: wide.logits(test)):
+        with pytest.raises(DataMismatchError, match=want):
+            call()
+    assert wide.samples_seen == 0
+    # the explicit way: the same points declared over the network's space
+    wider = train.widened(5000, 2000)
+    assert (wider.n_features, wider.n_labels, len(wider)) == (5000, 2000, len(train))
+    assert wider.indices is train.indices and train.widened() is train
+    assert wide.fit(wider, max_samples=128)["samples"] == 128
+    with pytest.raises(ValueError, match="cannot narrow"):
+        train.widened(100, 100)
+
+
 @pytest.mark.parametrize("update", ["sparse", "dense"])
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "bf16act"])
 def test_batched_strategy_equals_hogwild_in_deterministic_mode(small, update, precision):

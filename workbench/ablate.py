@@ -454,10 +454,12 @@ def prepare_data(run: RunSettings, out_dir: str, train_points: int, log=None) ->
     milliseconds). Returns {"train", "test", "n_features", "n_labels", "bytes", "source"}."""
     from . import resources, synthetic
     from .data import load_xc, write_xc
+    from .network import check_same_shape
 
     if run.train:
         tr = load_xc(run.train)  # writes the binary cache next to the file once
         te = load_xc(run.test)
+        check_same_shape(tr, te)
         return {"train": os.path.abspath(run.train), "test": os.path.abspath(run.test),
                 "n_features": max(tr.n_features, te.n_features), "n_labels": max(tr.n_labels, te.n_labels),
                 "n_train": len(tr), "n_test": len(te), "bytes": resources.dataset_bytes(tr),

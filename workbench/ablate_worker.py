@@ -75,6 +75,8 @@ def _build(st: _State) -> dict:
     st.train, st.test = _load(spec)
     n_features = max(st.train.n_features, st.test.n_features)
     n_labels = max(st.train.n_labels, st.test.n_labels)
+    # the parent refuses files of different shapes; should a spec still pair them, the model spans both
+    st.train, st.test = (d.widened(n_features, n_labels) for d in (st.train, st.test))
     st.cfg = Config.from_dict(dict(spec["config"], n_features=n_features, n_labels=n_labels))
     t1 = time.perf_counter()
     info = {"pid": os.getpid(), "env": {k: os.environ.get(k) for k in ENV_KEYS if k in os.environ},

@@ -103,7 +103,7 @@ import numpy as np
 
 from .config import Config, ConfigError
 from .data import Dataset
-from .network import DataMismatchError, NumericalError, precision_at_k
+from .network import NumericalError, check_shape, precision_at_k
 
 __all__ = ["DenseSoftmax", "SampledSoftmax", "TorchDenseSoftmax", "TorchSampledSoftmax", "ENGINES", "make",
            "learning_curve", "blas_info", "blas_threads", "torch_available", "init_params"]
@@ -358,13 +358,7 @@ class _Engine:
 
     # ---- data ---------------------------------------------------------------------------------------
     def check_data(self, data: Dataset) -> None:
-        cfg = self.config
-        if data.n_features > cfg.n_features:
-            raise DataMismatchError(
-                f"{data.source}: data has {data.n_features} features but the network takes {cfg.n_features}")
-        if data.n_labels > cfg.n_labels:
-            raise DataMismatchError(
-                f"{data.source}: data has {data.n_labels} labels but the network has {cfg.n_labels} outputs")
+        check_shape(data, self.config)  # the same rule as Network: data of the model's shape only
 
     def _lr_t(self) -> float:
         cfg = self.config

@@ -271,6 +271,10 @@ def cmd_train(args) -> int:
     train = _load_data(args, "train", need)
     test = None if args.no_eval else _load_data(args, "test", args.eval_samples)
     data_seconds = time.perf_counter() - t0
+    if test is not None:  # before training, not after it
+        from .network import check_same_shape
+
+        check_same_shape(train, test)
     cfg = _config_from_args(args, train.n_features, train.n_labels, base)
     total = args.max_samples if args.max_samples else int(round(epochs * len(train)))
     if total < 1:
@@ -549,6 +553,13 @@ def cmd_eval(args) -> int:
     if args.preset is None and not args.test:
         args.preset = "amazon670k"
     test = _load_data(args, "test", args.eval_samples)
+    cfg = net.config
+    if (test.n_features, test.n_labels) != (cfg.n_features, cfg.n_labels):
+        from .network import DataMismatchError
+
+        raise DataMismatchError(f"{test.source}: test data has {test.n_features:,} features and {test.n_labels:,} "
+                                f"labels but the model {args.model} has {cfg.n_features:,} features and "
+                                f"{cfg.n_labels:,} labels")
     result = {"command": "eval", "model": args.model, "data": test.source}
     rows = []
     for mode in args.mode.split(","):
