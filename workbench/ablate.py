@@ -120,6 +120,9 @@ LEAD_COLUMNS = ("point_id", "engine", "variant", "variant_id", *AXES[1:], "sampl
                 "bytes_per_sample", "peak_rss_bytes", "huge_fraction")
 
 
+TORCH_HINT = "install the CPU build with: pip install -e '.[torch]'"
+
+
 class AblationError(ValueError):
     """A grid or run setting is invalid; the message names it."""
 
@@ -187,6 +190,18 @@ def _parse_bool(text) -> bool:
     raise AblationError(f"expected true or false, got {text!r}")
 
 
+def _choices(name: str):
+    """The valid names of a Config key that takes one of a set of names, else None."""
+    from . import config as c
+
+    if name == "isa":
+        from .variants import ISAS
+
+        return ("auto",) + ISAS
+    return {"precision": c.PRECISIONS, "strategy": c.STRATEGIES, "hash_family": c.HASH_FAMILIES,
+            "sampling": c.SAMPLINGS, "update": c.UPDATE_MODES, "bucket_policy": c.BUCKET_POLICIES}.get(name)
+
+
 def parse_axis_value(name: str, value):
     """One axis value (from a TOML list or a command-line string) in its canonical form."""
     if value is None:
@@ -212,6 +227,12 @@ def parse_axis_value(name: str, value):
     if name not in types:
         raise AblationError(f"unknown axis {name!r} (axes: {', '.join(AXES)}, or any Config key)")
     t = types[name]
+    names = _choices(name)
+    if names is not None:  # a misspelt name is an error here, never a point "this machine cannot run"
+        v = str(value).strip()
+        if v not in names:
+            raise AblationError(f"axis {name}: {v!r} is not one of {', '.join(names)}")
+        return v
     try:
         if t == "bool":
             return _parse_bool(value)
@@ -399,6 +420,15 @@ def grid_axes_varying(points: list) -> list:
 
 # ---- validation ----------------------------------------------------------------------------------
 
+def config_error(point: Point, n_features: int, n_labels: int) -> str | None:
+    """None, or why the point's config values are invalid anywhere."""
+    try:
+        Config.from_dict(dict(point.config, n_features=n_features, n_labels=n_labels))
+    except (ConfigError, TypeError) as e:
+        return str(e)
+    return None
+
+
 def validate_point(point: Point, n_features: int, n_labels: int) -> str | None:
     """None, or why this point cannot run here (bad config, kernel this CPU lacks, ...)."""
     from . import variants
@@ -413,7 +443,7 @@ def validate_point(point: Point, n_features: int, n_labels: int) -> str | None:
         except ImportError as e:
             return f"engine {point.engine} needs workbench.baselines, which cannot be imported ({e})"
         if point.engine.startswith("torch") and not baselines.torch_available():
-            return f"engine {point.engine} needs PyTorch (import torch failed)"
+            return f"engine {point.engine} needs PyTorch, which cannot be imported here ({TORCH_HINT})"
         return None
     try:
         variants.select(cfg.precision, cfg.isa, cfg.kernels)
@@ -547,7 +577,8 @@ class Worker:
         except OSError:
             return "no log"
 
-    def receive(self, expect: str) -> dict:
+    def receive(self, expect: str, on_progress=None) -> dict:
+        """The next answer; "progress" lines before it go to on_progress(msg)."""
         import queue
 
         deadline = time.monotonic() + self.timeout
@@ -558,25 +589,29 @@ class Worker:
                 raise WorkerError(f"worker {self.pid} timed out after {self.timeout:.0f}s waiting for {expect}")
             try:
                 line = self._lines.get(timeout=min(left, 1.0))
-                break
             except queue.Empty:
                 continue
-        if line is None:
-            code = self.proc.wait(timeout=30)
-            raise WorkerError(f"worker {self.pid} exited with code {code} before sending {expect}: {self._tail()}")
-        try:
-            msg = json.loads(line)
-        except ValueError:
-            raise WorkerError(f"worker {self.pid} sent a line that is not JSON: {line[:200]!r}") from None
+            if line is None:
+                code = self.proc.wait(timeout=30)
+                raise WorkerError(f"worker {self.pid} exited with code {code} before sending {expect}: "
+                                  f"{self._tail()}")
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                raise WorkerError(f"worker {self.pid} sent a line that is not JSON: {line[:200]!r}") from None
+            if msg.get("type") != "progress" or expect == "progress":
+                break
+            if on_progress is not None:
+                on_progress(msg)
         if not msg.get("ok"):
             raise WorkerError(f"worker {self.pid}: {msg.get('error')}")
         if msg.get("type") != expect:
             raise WorkerError(f"worker {self.pid}: expected {expect}, got {msg.get('type')}")
         return msg
 
-    def command(self, cmd: str, expect: str, **kw) -> dict:
+    def command(self, cmd: str, expect: str, on_progress=None, **kw) -> dict:
         self._send({"cmd": cmd, **kw})
-        return self.receive(expect)
+        return self.receive(expect, on_progress)
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -792,7 +827,8 @@ class _Stop:
 class Progress:
     """A progress bar over the grid's rounds (stderr; one line per step when not a terminal)."""
 
-    def __init__(self, total: int, stream=None, enabled: bool = True):
+    def __init__(self, total: int, stream=None, enabled: bool = True, label: str = "ablate", unit: str = "rounds"):
+        self.label, self.unit = label, unit
         self.total = max(1, total)
         self.done = 0
         self.stream = stream or sys.stderr
@@ -809,7 +845,8 @@ class Progress:
         fill = int(width * frac)
         el = time.perf_counter() - self.t0
         eta = el / self.done * (self.total - self.done) if self.done else 0.0
-        line = f"ablate [{'#' * fill}{'.' * (width - fill)}] {self.done}/{self.total} rounds, {el:,.0f}s" \
+        line = f"{self.label} [{'#' * fill}{'.' * (width - fill)}] {self.done:,}/{self.total:,} {self.unit}, " \
+               f"{el:,.0f}s" \
                f"{f', eta {eta:,.0f}s' if self.done else ''}  {text}"
         if self.tty:
             self.stream.write("\r\x1b[K" + line[:200])
@@ -855,13 +892,13 @@ def run(grid: Grid, out_dir: str, *, resume: bool = False, progress: bool = True
                 f"are kept as they are")
     elif not resume and os.path.exists(os.path.join(out_dir, RESULTS_JSON)) and not dry_run:
         raise AblationError(f"{out_dir} already holds {RESULTS_JSON}: pass --resume to continue it, or another --out")
-    per_point = run_cfg.warmup + run_cfg.samples * run_cfg.repeats
-    data = prepare_data(run_cfg, out_dir, per_point, log=None if not progress else log) if not dry_run else None
-    nf = data["n_features"] if data else _preset_dims(run_cfg)[0]
-    nl = data["n_labels"] if data else _preset_dims(run_cfg)[1]
+    nf, nl = _preset_dims(run_cfg)  # every point is checked before any data is generated
 
     skipped, valid = [], []
     for p in points:
+        bad = config_error(p, nf, nl)
+        if bad:  # a wrong value, not a point this machine cannot run: never skipped
+            raise AblationError(f"point {p.short() or p.id}: {bad}")
         why = validate_point(p, nf, nl)
         if why is None:
             valid.append(p)
@@ -869,6 +906,8 @@ def run(grid: Grid, out_dir: str, *, resume: bool = False, progress: bool = True
             skipped.append({"point_id": p.id, "axes": p.axes, "reason": why})
         else:
             raise AblationError(f"point {p.short() or p.id}: {why} (skip such points with --skip-invalid)")
+    per_point = run_cfg.warmup + run_cfg.samples * run_cfg.repeats
+    data = prepare_data(run_cfg, out_dir, per_point, log=None if not progress else log) if not dry_run else None
     if skipped:
         log(f"skipping {len(skipped)} point(s) that cannot run here, e.g. {skipped[0]['axes']}: "
             f"{skipped[0]['reason']}")
@@ -1124,17 +1163,22 @@ def compare(out_dir: str, *, preset: str = "amazon670k", train: str | None = Non
         raise AblationError(f"unknown method(s) {', '.join(bad)} (valid: {', '.join(ENGINES)})")
     if curve_points < 1:
         raise AblationError("curve_points must be >= 1")
-    os.makedirs(out_dir, exist_ok=True)
-    data = prepare_data(run_cfg, out_dir, samples, log=log if progress else None)
     fixed = dict(config or {})
     if threads:
         fixed["threads"] = threads
     grid = Grid(axes={"engine": list(methods)}, fixed=fixed, run=run_cfg)
     pts = grid.points()
+    nf, nl = _preset_dims(run_cfg)  # checked before any data is generated
     for p in pts:
-        why = validate_point(p, data["n_features"], data["n_labels"])
+        why = validate_point(p, nf, nl)
         if why:
             raise AblationError(f"method {p.engine}: {why}")
+    if baseline_options:
+        from . import baselines
+
+        baselines.check_options([m for m in methods if m != "slide"], baseline_options)
+    os.makedirs(out_dir, exist_ok=True)
+    data = prepare_data(run_cfg, out_dir, samples, log=log if progress else None)
     results = {"command": "compare", "started": _now(), "runtime": runtime.report(),
                "grid": {"command": "compare", "methods": list(methods), "samples": samples,
                         "curve_points": curve_points, "eval_samples": eval_samples, "fixed": fixed,
@@ -1143,6 +1187,8 @@ def compare(out_dir: str, *, preset: str = "amazon670k", train: str | None = Non
     logs = os.path.join(out_dir, "logs")
     os.makedirs(logs, exist_ok=True)
     stop = _Stop(log)
+    # one bar over every method's samples, moved at each evaluation of the curve
+    bar = Progress(len(pts) * samples, enabled=progress, label="compare", unit="samples")
     with stop:
         for p in pts:
             if stop.flag:
@@ -1151,19 +1197,30 @@ def compare(out_dir: str, *, preset: str = "amazon670k", train: str | None = Non
                     "placement_axis": p.axes.get("placement") or "aligned",
                     "data": {"train": data["train"], "test": data["test"]}, "run": run_cfg.to_dict(),
                     "mode": "curve", "baseline_options": dict(baseline_options or {})}
-            if progress:
-                log(f"compare: training {p.engine} for {samples:,} samples ({curve_points} evaluations)")
+            moved = [0]
+
+            def step(msg, engine=p.engine, moved=moved):
+                n = int(msg.get("samples") or 0)
+                bar.update(f"{engine}: P@1 {msg.get('p_at_1') or 0:.3f} after {n:,} samples", n - moved[0])
+                moved[0] = n
+
+            bar.update(f"{p.engine}: building the model, then training ({curve_points} evaluations on the way)")
             w = Worker(spec, p.env, os.path.join(logs, f"{p.id}.log"), timeout)
             stop.current = w
             try:
                 ready = w.receive("ready")
-                msg = w.command("curve", "curve", samples=samples, points=curve_points, eval_samples=eval_samples)
+                msg = w.command("curve", "curve", on_progress=step, samples=samples, points=curve_points,
+                                eval_samples=eval_samples)
             except WorkerError as e:
                 results["failed"].append({"method": p.engine, "error": str(e)})
+                bar.update(f"{p.engine} failed", samples - moved[0])
+                bar.close()
                 log(f"compare: {p.engine} failed: {e}")
                 continue
             finally:
                 w.close()
+            if moved[0] < samples:  # a curve that stopped early: the bar still ends full
+                bar.update(f"{p.engine} done", samples - moved[0])
             rec = dict(msg["record"])
             rec.update(point_id=p.id, engine=p.engine, method=p.engine, variant_id=ready.get("variant_id"),
                        variant=rec.get("label") or ready.get("variant_id"), worker_pids=[w.pid],
@@ -1171,6 +1228,7 @@ def compare(out_dir: str, *, preset: str = "amazon670k", train: str | None = Non
                        build_seconds=ready.get("build_seconds"))
             (results["records"] if p.engine == "slide" else results["baselines"]).append(rec)
             write_results(out_dir, results)
+    bar.close()
     results["interrupted"] = stop.flag
     results["finished"] = _now()
     curves = results["records"] + results["baselines"]

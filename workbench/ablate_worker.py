@@ -16,7 +16,8 @@ loads the data, builds the model, trains `warmup` samples and answers
                                             (and hardware counters when hw)
   {"cmd": "finish"}                         evaluate, describe; answers "final", exits
   {"cmd": "curve", "samples": n, "points": k, "eval_samples": e}
-                                            a learning curve (compare); answers "curve"
+                                            a learning curve (compare); answers "curve",
+                                            after a {"type": "progress"} line per evaluation
   {"cmd": "quit"} or end of input           exit
 
 Answers are single JSON lines on the original stdout with "ok": true, or
@@ -329,9 +330,10 @@ def _finish(st: _State) -> dict:
     return out
 
 
-def _curve(st: _State, cmd: dict) -> dict:
+def _curve(st: _State, cmd: dict, notify=None) -> dict:
     """Train `samples` samples, evaluating P@1 `points` times on the way
-    (workbench.baselines.learning_curve: `seconds` is training time only)."""
+    (workbench.baselines.learning_curve: `seconds` is training time only).
+    notify(point) after every evaluation (the parent's progress bar)."""
     from . import baselines, memory
 
     total, k = int(cmd["samples"]), max(1, int(cmd.get("points", 8)))
@@ -342,6 +344,8 @@ def _curve(st: _State, cmd: dict) -> dict:
     def also_lsh(pt):  # SLIDE: P@1 by LSH inference too (not counted as training time)
         if st.engine == "slide":
             pt["p_at_1_lsh"] = st.model.evaluate(st.test, mode="lsh", max_samples=n_eval)["p_at_1"]
+        if notify is not None:
+            notify({"samples": pt["samples"], "p_at_1": pt["p_at_1"], "seconds": pt["seconds"]})
 
     curve = baselines.learning_curve(st.model, st.train, st.test, total, every, n_eval, progress=also_lsh)
     seen = curve[-1]["samples"] if curve else 0
@@ -405,7 +409,7 @@ def main() -> int:
                 send(_finish(st))
                 break
             elif c == "curve":
-                send(_curve(st, cmd))
+                send(_curve(st, cmd, notify=lambda pt: send({"type": "progress", **pt})))
             else:
                 raise ValueError(f"unknown command {c!r}")
         except Exception as e:

@@ -848,7 +848,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a config value for every method (e.g. lr=1e-3, batch_size=256; repeatable)")
     c.add_argument("--baseline-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="a keyword argument of the baseline classes (e.g. n_sampled=2000; repeatable)")
+                   help="a keyword argument of the baseline classes, e.g. n_negatives=2000 (repeatable; "
+                        "a wrong name is refused with the valid ones)")
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=cmd_compare)
     return p
