@@ -361,10 +361,25 @@ def _curve(st: _State, cmd: dict, notify=None) -> dict:
            "curve_definition": "workbench.baselines.learning_curve: seconds = wall-clock training time only "
                                "(evaluations excluded); p_at_1 = exact (dense) inference on the first "
                                "eval_samples labelled test points; p_at_1_lsh (SLIDE) = LSH inference"}
+    rec["majority_p_at_1"] = _majority_p_at_1(st.train, st.test, n_eval)
     if st.engine == "slide":
         rec["p_at_1_lsh"] = last.get("p_at_1_lsh")
         rec["kernels"] = {op: c.kernel.name for op, c in st.model.kernels.items()}
     return {"type": "curve", "record": rec}
+
+
+def _majority_p_at_1(train, test, n_eval: int) -> float:
+    """P@1 of always predicting the most frequent training label, on the test
+    points the curve evaluates: the floor a curve falls to when one output
+    wins for every input."""
+    import numpy as np
+
+    top = int(np.bincount(train.labels, minlength=train.n_labels).argmax())
+    rows = np.flatnonzero(np.diff(test.label_indptr) > 0)[: int(n_eval)]
+    if not len(rows):
+        return 0.0
+    lp = test.label_indptr
+    return float(np.mean([top in test.labels[lp[r]:lp[r + 1]] for r in rows]))
 
 
 # ---- main loop --------------------------------------------------------------------------------------

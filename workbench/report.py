@@ -35,7 +35,8 @@ _CAPTIONS = {
     "throughput": "Samples/s per variant: bar at the median, whiskers from min to max over the run's repeats, "
                   "×: speedup over the scalar kernel with the same precision, layout, placement and threads. "
                   "Source: records[].samples_per_s, samples_per_s_min/_max (measured wall-clock).",
-    "bytes_vs_time": "Bytes moved per sample against time per sample (1 / samples/s), log-log; dashed line: time "
+    "bytes_vs_time": "Bytes moved per sample against time per sample (1 / samples/s), log axes where the values "
+                     "span a decade; dashed line: time "
                      "at the triad bandwidth measured in the same run ({bw}). Source: records[].bytes_per_sample "
                      "and samples_per_s; triad from workbench.cache.triad_bandwidth.",
     "cache_misses": "Cache misses, lines and pages touched per sample by variant, one panel per source: hw = "
