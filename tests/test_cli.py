@@ -282,3 +282,23 @@ def test_eval_of_a_model_on_data_of_another_shape_is_refused(small_files, tiny_f
     msg = r.stderr.strip()
     assert "\n" not in msg and str(model) in msg and str(tiny_files[1]) in msg
     assert "500 features and 100 labels" in msg and "5,000 features and 2,000 labels" in msg
+
+
+# ---- info ------------------------------------------------------------------------------------------------
+
+def test_cache_sizes_come_from_sysfs_in_binary_units():
+    from workbench import runtime
+
+    assert runtime.format_bytes(32768) == "32 KiB" and runtime.format_bytes(33554432) == "32 MiB"
+    assert runtime.format_bytes(1536 << 20) == "1.5 GiB" and runtime.format_bytes(512) == "512 B"
+    import glob
+
+    caches = runtime.report(quick=True)["caches"]
+    for d in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*"):
+        with open(os.path.join(d, "level")) as fh:
+            if fh.read().strip() != "3":
+                continue
+        with open(os.path.join(d, "size")) as fh:  # e.g. 32768K (py-cpuinfo said 512 KiB on such an EPYC)
+            want = int(fh.read().strip().rstrip("K")) * 1024
+        assert caches["from"].startswith("sysfs")
+        assert caches["L3"] == want and f"L3 {runtime.format_bytes(want)}" in caches["text"]

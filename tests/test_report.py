@@ -240,3 +240,27 @@ def test_convergence_shows_lsh_inference_and_the_majority_floor(tmp_path):
                      {"samples": 5000, "seconds": 2.0, "p_at_1": 0.023, "p_at_1_lsh": 0.03}]}
     texts = plots.plot_convergence([rec], str(tmp_path)).texts
     assert "SLIDE (LSH inference)" in texts and "always the most frequent label (0.023)" in texts
+
+
+def test_machine_table_threads_caches_and_every_skipped_kernel(tmp_path):
+    skipped = {f"f32/{isa}": "the CPU lacks avx512f" for isa in ("avx512", "avx512_bf16")}
+    skipped.update({f"bf16/{isa}": "dtype bf16, precision fp32 needs f32" for isa in ("scalar", "avx2", "avx512")})
+    skipped["f32/scalar"] = "lower preference than f32/avx2"
+    runner = {"cpu_count": 2, "affinity": 2, "threads": None, "omp_max_threads": 2,
+              "caches": {"D1": 32768, "I1": 32768, "L2": 1 << 20, "L3": 32 << 20, "from": "sysfs (/sys/...)"},
+              "cpu": {"brand_raw": "AMD EPYC", "l3_cache_size": 524288},
+              "kernels_chosen_fp32": {"fwd_rows": {"chosen": "f32/avx2", "skipped": skipped}}}
+    recs = [{"variant": "v", "threads": 1, "omp_max_threads": 1, "samples_per_s": 10.0}]
+    (tmp_path / "results.json").write_text(json.dumps({"runtime": runner, "records": recs}))
+    md = open(report.write_report(str(tmp_path))).read()
+    # the points' threads, not the runner's (None)
+    assert "| threads (run / OpenMP max) | 1 / 1 |" in md and "None" not in md
+    assert "| caches (sysfs) | L1d 32 KiB, L1i 32 KiB, L2 1 MiB, L3 32 MiB |" in md
+    row = next(line for line in md.splitlines() if line.startswith("| fwd_rows |"))
+    assert "…" not in row and all(k in row for k in skipped)
+    assert "bf16/scalar, bf16/avx2, bf16/avx512: dtype bf16, precision fp32 needs f32" in row
+    # results written before the sysfs figures were recorded: py-cpuinfo's, in binary units, said to be so
+    del runner["caches"]
+    (tmp_path / "results.json").write_text(json.dumps({"runtime": runner, "records": recs}))
+    md = open(report.write_report(str(tmp_path))).read()
+    assert "| caches (py-cpuinfo: may be totals over cores, or wrong) | L3 512 KiB |" in md

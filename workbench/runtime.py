@@ -1,7 +1,7 @@
 """The runtime report: what this process runs on and with.
 
-Owns: one dictionary describing the machine (CPU brand and caches from
-py-cpuinfo, for reporting only), the software versions, OpenMP threads,
+Owns: one dictionary describing the machine (cache sizes from sysfs, CPU
+brand from py-cpuinfo, for reporting only), the software versions, OpenMP threads,
 the transparent-huge-page mode, and the kernels compiled, usable and chosen.
 The CLI prints it (`slide-workbench info`), every JSON result embeds it, and
 benchmarks store it in their machine info.
@@ -39,6 +39,35 @@ def cpu_info() -> dict:
     return out
 
 
+@functools.lru_cache(maxsize=1)
+def cache_sizes() -> dict:
+    """{"D1": bytes, "I1": ..., "L2": ..., "L3": ..., "from": source} of CPU 0:
+    sysfs first (one core's caches, L3 as the whole shared cache), then lscpu,
+    py-cpuinfo last (its figures can be totals over cores, or wrong: 512 KiB
+    of L3 on a 32 MiB-L3 EPYC)."""
+    from . import cache
+
+    try:
+        geo = cache.cache_geometry()
+    except RuntimeError as e:
+        return {"from": f"unavailable: {e}"}
+    out = {k: v["size"] for k, v in geo.items() if isinstance(v, dict)}
+    title = {"D1": "L1d", "I1": "L1i"}
+    out["text"] = ", ".join(f"{title.get(k, k)} {format_bytes(n)}" for k, n in out.items())
+    out["from"] = geo.get("from")
+    return out
+
+
+def format_bytes(n) -> str:
+    """Bytes in binary units: 32 KiB, 1 MiB, 1.5 GiB."""
+    x = float(n)
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if x >= 1 << shift:
+            v = x / (1 << shift)
+            return f"{v:.0f} {unit}" if v == int(v) else f"{v:.1f} {unit}"
+    return f"{x:.0f} B"
+
+
 def report(network=None, *, threads: int | None = None, quick: bool = False) -> dict:
     """The runtime report. quick=True skips py-cpuinfo (about a second)."""
     from kernels import _core
@@ -67,6 +96,7 @@ def report(network=None, *, threads: int | None = None, quick: bool = False) -> 
         rep["slide_workbench"] = version("slide-workbench")
     except Exception:
         rep["slide_workbench"] = "in-place build"
+    rep["caches"] = cache_sizes()
     if not quick:
         rep["cpu"] = cpu_info()
     if network is not None:
