@@ -88,6 +88,7 @@ def test_two_threads_train_without_nan(small):
     ("exact", lambda a, c: a <= 12 + 6 and c == 0),
 ])
 def test_sampling_strategies(tiny, sampling, check):
+    """P@1 / most-frequent-label rate over seeds 0-9: 2.5-6.3 (topk lowest); asserted > 1."""
     train, test = tiny
     net = make(train, "tiny", deterministic=True, sampling=sampling, top_k=12,
                min_active=20 if sampling not in ("topk", "exact") else 0, threshold=2)
@@ -97,13 +98,20 @@ def test_sampling_strategies(tiny, sampling, check):
     assert net.evaluate(test)["p_at_1"] > test.stats()["top_label_freq"]
 
 
+# The deterministic tests below give the same P@1 every run and with scalar, avx2 and avx512 kernels alike
+# (measured). Their epochs put P@1 past the steep part of `tiny`'s learning curve, where a small change of
+# the trajectory (another seed) moves it little: their margins are stated against the spread over seeds 0-9.
+
+
 @pytest.mark.parametrize("family", ["dwta", "wta", "srp", "minhash"])
 @pytest.mark.parametrize("policy", ["fifo", "reservoir"])
 def test_every_hash_family_and_policy_trains(tiny, family, policy):
+    """6 epochs: P@1 / most-frequent-label rate 4.5-6.4 over seeds 0-9 for every family (3 epochs, as
+    before: 1.5-4.8, under 1.5 for minhash at one seed); asserted > 3."""
     train, test = tiny
     net = make(train, "tiny", deterministic=True, hash_family=family, bucket_policy=policy, K=2 if family != "srp" else 4)
-    net.fit(train, epochs=3)
-    assert net.evaluate(test)["p_at_1"] > 1.5 * test.stats()["top_label_freq"]
+    net.fit(train, epochs=6)
+    assert net.evaluate(test)["p_at_1"] > 3 * test.stats()["top_label_freq"]
 
 
 @pytest.mark.parametrize("modes,layouts,hidden", [
@@ -113,15 +121,18 @@ def test_every_hash_family_and_policy_trains(tiny, family, policy):
     (("dense", "dense"), ("transposed", "rowmajor"), (64,)),
 ])
 def test_layer_modes_and_layouts_train(tiny, modes, layouts, hidden):
+    """6 epochs: P@1 / most-frequent-label rate 3.4-4.9 over seeds 0-9 for lsh/lsh (the slowest), 4.9-6.3 for
+    the others (4 epochs, as before: lsh/lsh 0.6-3.1); asserted > 2."""
     train, test = tiny
-    # two hidden layers need a larger initial scale than the reference's 0.01 to learn in 4 epochs
+    # two hidden layers need a larger initial scale than the reference's 0.01 to learn in a few epochs
     net = make(train, "tiny", deterministic=True, layer_modes=modes, layouts=layouts, hidden=hidden,
                hash_family="minhash" if modes[0] == "lsh" else "dwta", init_std=0.1 if len(hidden) > 1 else 0.01)
-    net.fit(train, epochs=4)
-    assert net.evaluate(test)["p_at_1"] > 1.5 * test.stats()["top_label_freq"]
+    net.fit(train, epochs=6)
+    assert net.evaluate(test)["p_at_1"] > 2 * test.stats()["top_label_freq"]
 
 
 def test_dense_update_mode_learns_too(tiny):
+    """P@1 / most-frequent-label rate 3.2-4.6 over seeds 0-9 (3.5 at the test's seed 0); asserted > 2."""
     train, test = tiny
     net = make(train, "tiny", deterministic=True, update="dense")
     net.fit(train, epochs=4)
@@ -141,8 +152,9 @@ def test_compat_mode_trains_and_changes_bucket_ids(tiny):
     # compat composes 3-bit values with a 2-bit shift: ids stay <= 7 * (1 + 4 + 16) = 147
     assert highest_used_bucket(a) <= 147
     assert highest_used_bucket(b) > 147
-    a.fit(train, epochs=3)
-    assert a.evaluate(test)["p_at_1"] > 1.5 * test.stats()["top_label_freq"]
+    # 6 epochs: P@1 / most-frequent-label rate 5.3-6.2 over seeds 0-9 (3 epochs, as before: 1.4-3.1)
+    a.fit(train, epochs=6)
+    assert a.evaluate(test)["p_at_1"] > 3 * test.stats()["top_label_freq"]
 
 
 def test_max_samples_and_resume_mid_epoch(tiny):
