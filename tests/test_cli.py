@@ -302,3 +302,22 @@ def test_cache_sizes_come_from_sysfs_in_binary_units():
             want = int(fh.read().strip().rstrip("K")) * 1024
         assert caches["from"].startswith("sysfs")
         assert caches["L3"] == want and f"L3 {runtime.format_bytes(want)}" in caches["text"]
+
+
+# ---- help ------------------------------------------------------------------------------------------------
+
+def test_train_help_names_every_flag_plainly():
+    r = run("train", "--help")
+    assert r.returncode == 0 and "CFG_" not in r.stdout and "--lr LR" in r.stdout and "-K K" in r.stdout
+    import argparse
+
+    from workbench import cli
+
+    train = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices["train"]
+    assert not [a.dest for a in train._actions if a.dest.startswith("cfg_") and not a.help]
+
+
+def test_one_thread_is_not_plural():
+    r = run("train", "--preset", "tiny", "--threads", 1, "--max-samples", 128, "--no-eval", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "1 thread," in r.stdout and "1 threads" not in r.stdout

@@ -54,6 +54,10 @@ CONFIG_HELP = {
     "rehash": "rebuild tables from current weights every N samples",
     "rebuild": "draw new hash functions every N samples",
     "batch_size": "samples per batch", "lr": "Adam learning rate", "update": "sparse | dense Adam",
+    "beta1": "Adam first-moment decay", "beta2": "Adam second-moment decay", "eps": "Adam epsilon",
+    "init_std": "standard deviation of the initial weights",
+    "strategy": "auto | batched | hogwild: how a batch is trained (auto: batched where the network allows it; "
+                "see the README)",
     "threads": "OpenMP threads (0: all available)", "seed": "random seed",
     "deterministic": "one thread, identical results run to run",
     "precision": "fp32 | bf16 | bf16act", "isa": "auto or the highest ISA to use (scalar, avx2, avx512, avx512_bf16)",
@@ -71,6 +75,8 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
             continue
         flag = "--" + f.name.replace("_", "-")
         kw = {"dest": "cfg_" + f.name, "default": None, "help": CONFIG_HELP.get(f.name)}
+        if f.type not in ("bool", bool):
+            kw["metavar"] = f.name.upper()  # not argparse's CFG_LR, from dest
         if f.name == "K":
             flag = "-K"
         elif f.name == "L":
@@ -289,7 +295,8 @@ def cmd_train(args) -> int:
           + (f", {len(test):,} test points" if test is not None else "") + f", {data_seconds:.1f}s)")
     print(f"network: {cfg.n_features:,} -> {' -> '.join(str(h) for h in cfg.hidden)} -> {cfg.n_labels:,}, "
           f"layers {','.join(cfg.layer_modes)}, {cfg.hash_family} K={cfg.K} L={cfg.L} range={cfg.range_pow}"
-          f"{' compat' if cfg.compat else ''}, batch {cfg.batch_size}, {net.threads} threads, "
+          f"{' compat' if cfg.compat else ''}, batch {cfg.batch_size}, {net.threads} "
+          f"thread{'s' if net.threads != 1 else ''}, "
           f"precision {cfg.precision}, kernels {net.kernels['fwd_rows'].kernel.name}, {net.strategy}")
 
     net.run_target = net.samples_seen + total
