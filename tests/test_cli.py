@@ -321,3 +321,22 @@ def test_one_thread_is_not_plural():
     r = run("train", "--preset", "tiny", "--threads", 1, "--max-samples", 128, "--no-eval", "--quiet")
     assert r.returncode == 0, r.stderr
     assert "1 thread," in r.stdout and "1 threads" not in r.stdout
+
+
+# ---- the machine's other load during training -------------------------------------------------------------
+
+def test_machine_load_counts_other_processes_cpu():
+    from workbench import runtime
+
+    snap = runtime.cpu_snapshot()
+    assert snap is not None and snap["cpus"] >= 1
+    before = dict(snap, wall=0.0, busy=1000, steal=10, own=5.0, hz=100, cpus=2)
+    # 10 s: 15 CPU-seconds busy in all, 8 of them this process's, 0.5 stolen by the hypervisor
+    after = dict(before, wall=10.0, busy=2500, steal=60, own=13.0)
+    load = runtime.machine_load(before, after)
+    assert load == {"other_cpus": 0.7, "steal_cpus": 0.05, "cpus": 2, "seconds": 10.0, "busy": True}
+    assert "0.70 of 2 CPUs" in runtime.describe_load(load) and "busy machine" in runtime.describe_load(load)
+    idle = runtime.machine_load(before, dict(after, busy=1000 + 800))
+    assert idle["other_cpus"] == 0.0 and not idle["busy"] and "busy" not in runtime.describe_load(idle)
+    assert runtime.machine_load(before, dict(after, wall=0.5)) is None  # too short to say anything
+

@@ -300,7 +300,9 @@ def cmd_train(args) -> int:
           f"precision {cfg.precision}, kernels {net.kernels['fwd_rows'].kernel.name}, {net.strategy}")
 
     net.run_target = net.samples_seen + total
+    load0 = runtime.cpu_snapshot()  # other processes' CPU use while training: a busy machine is said so
     summary = _fit_interruptible(net, train, total, args)
+    load = runtime.machine_load(load0, runtime.cpu_snapshot())
     if summary.get("interrupted"):
         return summary["interrupted"]
     bad = net.nonfinite_layers()
@@ -320,6 +322,7 @@ def cmd_train(args) -> int:
         "mean_loss": summary["mean_loss"],
         "time_split": summary["time_split"],
         "lsh": summary["lsh"],
+        "machine_load": load,
     }
     rows = [("samples", f"{summary['samples']:,}"),
             ("train time", f"{summary['train_seconds']:.1f} s"),
@@ -327,7 +330,8 @@ def cmd_train(args) -> int:
             ("mean loss", f"{summary['mean_loss']:.4f}"),
             ("time split", ", ".join(f"{k} {v:.1f}s" for k, v in summary["time_split"].items())),
             ("active/sample", f"{summary['lsh']['mean_active'][-1]:,.0f} output neurons "
-                              f"({summary['lsh']['mean_candidates'][-1]:,.0f} from LSH)")]
+                              f"({summary['lsh']['mean_candidates'][-1]:,.0f} from LSH)"),
+            ("machine load", runtime.describe_load(load))]
     if test is not None:
         for mode in args.eval_mode.split(","):
             ev = net.evaluate(test, mode=mode)

@@ -112,3 +112,55 @@ def show_runtime(network=None) -> None:
     import json
 
     print(json.dumps(report(network), indent=2, default=str))
+
+
+# ---- other load on the machine while this process works ------------------------------------------------
+
+def cpu_snapshot() -> dict | None:
+    """The machine's CPU counters and this process's CPU time, now (None
+    where /proc/stat is missing). Two snapshots give machine_load()."""
+    import time
+
+    try:
+        with open("/proc/stat") as fh:
+            f = [int(x) for x in fh.readline().split()[1:9]]
+    except (OSError, ValueError, IndexError):
+        return None
+    user, nice, system, idle, iowait, irq, softirq, steal = f + [0] * (8 - len(f))
+    t = os.times()
+    return {"wall": time.perf_counter(), "busy": user + nice + system + irq + softirq, "steal": steal,
+            "own": t.user + t.system, "hz": os.sysconf("SC_CLK_TCK"), "cpus": os.cpu_count() or 1}
+
+
+def machine_load(before: dict | None, after: dict | None) -> dict | None:
+    """CPUs used by other processes (and taken by the hypervisor, `steal`)
+    on average between two snapshots. A busy machine slows training in a way
+    its own numbers do not show: with every core in use, threads wait at each
+    parallel step for a sibling that was descheduled, so phases made of many
+    short parallel steps (the union's index, the Adam update) slow down most
+    (measured, the README's `make demo` on 2 cores: alone 3,314-3,532
+    samples/s; beside a one-core busy loop 1,426, index 0.8-1.1 -> 4.5 s,
+    update 0.6 -> 3.8 s, backward+Adam 7.3-7.5 -> 13.6 s)."""
+    if not before or not after:
+        return None
+    wall = after["wall"] - before["wall"]
+    if wall < 1.0:  # the counters tick every 10 ms: a shorter stretch says nothing
+        return None
+    hz = after["hz"]
+    busy = (after["busy"] - before["busy"]) / hz
+    other = max(0.0, busy - (after["own"] - before["own"])) / wall
+    steal = max(0.0, (after["steal"] - before["steal"]) / hz / wall)
+    return {"other_cpus": round(other, 2), "steal_cpus": round(steal, 2), "cpus": after["cpus"],
+            "seconds": round(wall, 2), "busy": other + steal >= 0.25}
+
+
+def describe_load(load: dict | None) -> str:
+    """machine_load() in words, for a run's summary."""
+    if not load:
+        return "not measured (training took under a second, or no /proc/stat)"
+    text = f"other processes used {load['other_cpus']:.2f} of {load['cpus']} CPUs during training"
+    if load["steal_cpus"] >= 0.05:
+        text += f", the hypervisor {load['steal_cpus']:.2f}"
+    if load["busy"]:
+        text += ": a busy machine; samples/s is below what this machine gives idle"
+    return text
