@@ -96,7 +96,7 @@ def _tags(records: list, keys=("hash_family", "K", "L")) -> list:
     return out
 
 
-def _annotate_clusters(ax, points: list, fontsize: float = 6) -> None:
+def _label_points(ax, points: list, fontsize: float = 6) -> None:
     """Label (x, y, tag) points without labels hiding each other: each label
     sits right of its point, raised by whole lines until its (estimated) box
     overlaps no label placed before it; identical tags at one spot are one label."""
@@ -234,7 +234,7 @@ def plot_bytes_vs_time(records: list, out_dir: str, bandwidth_gbps: float | None
         ax.plot([x0, x1], [x0 / (bw * 1e3), x1 / (bw * 1e3)], color="k", lw=1, ls="--",
                 label=f"triad roof {bw:.1f} GB/s (time = bytes / bandwidth)")
         ax.legend(loc="lower right", fontsize=7)
-    _annotate_clusters(ax, [(x, t, _label(r)) for x, t, r in zip(xs, ts, recs)])
+    _label_points(ax, [(x, t, _label(r)) for x, t, r in zip(xs, ts, recs)])
     ax.set_xlabel("bytes moved per sample")
     ax.set_ylabel("time per sample (µs, = 1e6 / samples/s)")
     ax.set_title("Bytes against time per sample" + ("" if bw else " (no triad bandwidth in this run)"))
@@ -367,7 +367,7 @@ def plot_accuracy_frontier(records: list, out_dir: str, *, name: str = "accuracy
         for f in fams:
             ax.scatter([], [], color="#7f7f7f", marker=FAMILY_MARKERS.get(f, "o"), label=f)
     ax.legend(fontsize=7)
-    _annotate_clusters(ax, [(_num(r["samples_per_s"]), _num(r[metric]), t) for r, t in zip(recs, _tags(recs))])
+    _label_points(ax, [(_num(r["samples_per_s"]), _num(r[metric]), t) for r, t in zip(recs, _tags(recs))])
     ax.set_xlabel("samples/s")
     ax.set_ylabel(P_AT_1_LABELS.get(metric, metric))
     ax.set_title("Accuracy against throughput over K and L")
@@ -394,7 +394,7 @@ def plot_recall(records: list, out_dir: str, *, name: str = "lsh_recall") -> Pat
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=FAMILY_MARKERS.get(fam, "o"), color=cmap(i % 10),
                 label=fam)
     ax.set_xscale("log")
-    _annotate_clusters(ax, [(_num(r["mean_active"]), _num(r["recall"]), t) for r, t in zip(recs, _tags(recs))])
+    _label_points(ax, [(_num(r["mean_active"]), _num(r["recall"]), t) for r, t in zip(recs, _tags(recs))])
     ax.set_xlabel("mean active-set size (neurons per sample)")
     ax.set_ylabel("recall")
     ax.legend(fontsize=7, title="hash family")
