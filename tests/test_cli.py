@@ -340,3 +340,13 @@ def test_machine_load_counts_other_processes_cpu():
     assert idle["other_cpus"] == 0.0 and not idle["busy"] and "busy" not in runtime.describe_load(idle)
     assert runtime.machine_load(before, dict(after, wall=0.5)) is None  # too short to say anything
 
+
+
+def test_info_prints_cache_sizes_once_from_the_best_source(tmp_path):
+    out = tmp_path / "info.json"
+    r = run("info", "--json", out)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(out.read_text())
+    if not rep["caches"]["from"].startswith("unavailable"):  # no sysfs, lscpu or py-cpuinfo figures at all
+        assert "KiB" in rep["caches"]["text"]
+    assert not any(k.endswith("_cache_size") for k in rep.get("cpu", {}))  # py-cpuinfo's figures are not repeated

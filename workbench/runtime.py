@@ -21,19 +21,20 @@ from . import memory, variants
 
 @functools.lru_cache(maxsize=1)
 def cpu_info() -> dict:
-    """Brand, caches and flags as py-cpuinfo reports them (about a second; cached).
+    """Brand and flags as py-cpuinfo reports them (about a second; cached).
 
     These come from /proc/cpuinfo and are for the report only: the kernel
     selection never trusts them (they do not prove the OS enables AVX-512
-    state, and they are wrong under emulators)."""
+    state, and they are wrong under emulators). Its cache sizes are left out:
+    they can be totals over cores, or wrong; cache_sizes() reads sysfs."""
     try:
         import cpuinfo
 
         info = cpuinfo.get_cpu_info()
     except Exception as e:  # py-cpuinfo missing or failing must not break a run
         return {"brand": platform.processor() or "unknown", "error": str(e)}
-    keep = ("brand_raw", "vendor_id_raw", "arch", "bits", "count", "hz_advertised_friendly", "l1_data_cache_size",
-            "l2_cache_size", "l3_cache_size", "family", "model", "stepping")
+    keep = ("brand_raw", "vendor_id_raw", "arch", "bits", "count", "hz_advertised_friendly", "family", "model",
+            "stepping")
     out = {k: info.get(k) for k in keep if k in info}
     out["flags_simd"] = sorted(f for f in info.get("flags", []) if f.startswith(("avx", "amx", "fma", "f16c", "sse")))
     return out
