@@ -77,7 +77,7 @@ DEPS="$WORK/build-deps"
 if ! "$PY" -c 'import Cython, numpy, setuptools' 2>/dev/null; then
     if ! PYTHONPATH="$DEPS" "$PY" -c 'import Cython, numpy, setuptools' 2>/dev/null; then
         echo "sanitize: installing build dependencies into $DEPS"
-        "$PY" -m pip install -q --target "$DEPS" "Cython>=3.0.8" "setuptools>=68"
+        "$PY" -m pip install -q --target "$DEPS" "Cython>=3.0.8" "setuptools>=77"
     fi
 fi
 

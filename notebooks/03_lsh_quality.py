@@ -60,9 +60,11 @@ for r in sorted(records, key=lambda r: (r["hash_family"], r["K"], r["L"])):
 
 # %% [markdown]
 # Recall against active-set size, one line per hash family; and P@1
-# against throughput over (K, L) with the Pareto frontier.
+# against throughput over (K, L) with the Pareto frontier, once by exact
+# (dense) inference and once by LSH inference (the y-axis says which).
 
 # %%
 fig_dir = os.path.join(OUT, "figures")
 plots.show(plots.plot_recall(records, fig_dir))
 plots.show(plots.plot_accuracy_frontier(records, fig_dir))
+plots.show(plots.plot_accuracy_frontier(records, fig_dir, metric="p_at_1_lsh", name="accuracy_frontier_lsh"))

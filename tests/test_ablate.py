@@ -301,3 +301,91 @@ def test_shipped_grids_parse():
     sizes = {name: len(ablate.Grid.from_toml(os.path.join(root, name)).points())
              for name in sorted(os.listdir(root)) if name.endswith(".toml")}
     assert sizes == {"fuse.toml": 2, "kernels.toml": 16, "scalar.toml": 4, "speed.toml": 16}
+
+
+def test_shipped_compare_grids_parse():
+    # bench/compare: the settings of the README's time-to-accuracy runs
+    from workbench import cli, recipes
+
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench", "compare")
+    names = sorted(n for n in os.listdir(root) if n.endswith(".toml"))
+    assert names == ["headline.toml"]
+    args = cli.build_parser().parse_args(["compare", "--grid", os.path.join(root, "headline.toml"), "--out", "x"])
+    cli._compare_grid(args)
+    methods = args.methods.split(",")
+    assert set(methods) >= {"slide:best", "slide:reference", "sampled"} and args.tune == "sampled"
+    for m in methods:
+        engine, _, rec = m.partition(":")
+        assert engine in ablate.ENGINES and (not rec or rec in recipes.RECIPES)
+    assert args.preset == "amazon670k" and args.samples > args.tune_samples > 0
+
+
+def test_files_of_different_shapes_are_refused(tmp_path):
+    for preset in ("tiny", "small"):
+        r = cli("generate", "--preset", preset, "--out", tmp_path / preset, "--train-samples", 300,
+                "--test-samples", 50)
+        assert r.returncode == 0, r.stderr
+    r = cli("ablate", "--train", tmp_path / "small_train.txt", "--test", tmp_path / "tiny_test.txt", "--out",
+            tmp_path / "res", "--threads", "1", "--samples", "64", "--repeats", "1", "--quiet")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "500 features and 100 labels" in r.stderr and "5,000 features and 2,000 labels" in r.stderr
+
+
+# ---- checks made before any data is generated -----------------------------------------------------------
+
+def test_a_misspelt_axis_value_is_an_error_not_a_point_to_skip(tmp_path):
+    out = tmp_path / "res"
+    r = cli("ablate", *TINY, "--isa", "avx3", "--out", out)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "axis isa: 'avx3' is not one of auto, scalar, avx2" in r.stderr and "--skip-invalid" not in r.stderr
+    assert not (out / "data").exists()
+
+
+def test_a_point_this_machine_cannot_run_fails_before_data_is_generated(tmp_path):
+    out = tmp_path / "res"
+    env = dict(_env(), SLIDE_DISABLE_ISA="avx2")
+    r = subprocess.run([sys.executable, "-m", "workbench", "ablate", *TINY, "--isa", "scalar,avx2", "--out", str(out)],
+                       capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "isa=avx2" in r.stderr and "--skip-invalid" in r.stderr and "generating" not in r.stderr
+    assert not (out / "data").exists()
+
+
+def test_compare_checks_methods_and_options_before_generating_data(tmp_path):
+    pytest.importorskip("workbench.baselines")
+    from workbench import baselines
+
+    out = tmp_path / "cmp"
+    r = cli("compare", "--preset", "tiny", "--samples", "500", "--out", out, "--baseline-option", "n_sampled=2000")
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "TypeError" not in r.stderr
+    assert "n_sampled: not an option of dense (valid: adam, n_negatives, seed, update)" in r.stderr
+    assert not (out / "data").exists()
+    if not baselines.torch_available():
+        r = cli("compare", "--preset", "tiny", "--samples", "500", "--out", out, "--methods", "slide,torch_dense")
+        assert r.returncode == 2 and "Traceback" not in r.stderr
+        assert "pip install -e '.[torch]'" in r.stderr and not (out / "data").exists()
+
+
+def test_compare_help_example_option_is_valid():
+    import re
+
+    from workbench import baselines
+
+    r = cli("compare", "--help")
+    example = re.search(r"--baseline-option KEY=VALUE [^-]*?e\.g\. (\w+)=(\d+)", " ".join(r.stdout.split()))
+    assert example, r.stdout
+    baselines.check_options(["dense", "sampled"], {example.group(1): int(example.group(2))})
+
+
+def test_compare_shows_progress(tmp_path):
+    pytest.importorskip("workbench.baselines")
+    out = str(tmp_path / "cmp")
+    r = cli("compare", "--preset", "tiny", "--samples", "600", "--points", "3", "--eval-samples", "100",
+            "--threads", "1", "--methods", "slide,sampled", "--out", out)
+    assert r.returncode == 0, r.stderr
+    bars = [line for line in r.stderr.splitlines() if line.startswith("compare [")]
+    # not a terminal: one line per step, the count of samples over both methods rising to the total
+    done = [int(line.split("] ")[1].split("/")[0].replace(",", "")) for line in bars]
+    assert done == sorted(done) and done[-1] == 1200 and "1,200/1,200 samples" in bars[-1]
+    assert any("SLIDE (best): P@1" in line for line in bars) and any("sampled softmax: P@1" in line for line in bars)
+

@@ -28,7 +28,7 @@ from workbench import Config, Network, synthetic, variants
 from workbench.config import preset_hyperparams
 train = synthetic.generate("tiny", "train"); test = synthetic.generate("tiny", "test")
 net = Network(Config(n_features=train.n_features, n_labels=train.n_labels, threads=2, **preset_hyperparams("tiny")))
-net.fit(train, epochs=3)
+net.fit(train, epochs=6)
 finite = all(np.isfinite(v).all() for v in net.state_arrays().values() if v.dtype.kind == "f")
 print(json.dumps({"usable": sorted(variants.usable_isas()), "hardware": variants.hardware_isas(),
                   "kernels": {o: c.kernel.name for o, c in net.kernels.items()},
@@ -54,7 +54,10 @@ def test_imports_and_trains_without_avx512(cpu, isa):
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert "avx512" not in out["hardware"] and "avx512_bf16" not in out["hardware"]
     assert out["kernels"]["fwd_rows"] == f"f32/{isa}"
-    assert out["finite"] and out["p_at_1"] > 0.2, out
+    # 6 epochs: `tiny` rises steeply until about epoch 5, so 3 epochs (as before) gave P@1 0.18-0.30 from run
+    # to run (the two threads race; under qemu too). After 6: 0.54-0.58 in 10 runs under each of Haswell and
+    # Nehalem, 0.55-0.60 in 16 native runs with avx2 or scalar kernels; the most frequent label gives 0.10
+    assert out["finite"] and out["p_at_1"] > 0.35, out
 
 
 @pytest.mark.parametrize("how", [["--isa", "avx512"], ["--precision", "bf16", "--isa", "avx512_bf16"]])

@@ -14,7 +14,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOKS = sorted(glob.glob(os.path.join(ROOT, "notebooks", "[0-9]*.py")))
 FIGURES = {"01_kernel_ablation": ["throughput.png", "cache_misses.png"], "02_baselines": ["convergence.png"],
-           "03_lsh_quality": ["lsh_recall.png"]}
+           "03_lsh_quality": ["lsh_recall.png", "accuracy_frontier.png", "accuracy_frontier_lsh.png"]}
 
 
 def test_the_three_notebooks_exist():

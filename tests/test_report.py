@@ -153,3 +153,114 @@ def test_roof_per_thread_count():
     rows = report.headline_rows([{"variant": "v", "samples_per_s": 1000, "bytes_per_sample": 1e7, "threads": 2}],
                                 20.0, by)
     assert rows[0][-1] == "25.0% of 40"
+
+
+# ---- what the figures say where they cannot show something ---------------------------------------------
+
+def _no_pmu_records():
+    """Two variants on a machine without hardware counters: the hw source has only a
+    software counter (page faults, 0 here) and unavailable PMU events."""
+    why = ("perf_event_open(l1d_read_misses) failed: errno 2 (ENOENT: No such file or directory); this CPU/VM "
+           "exposes no PMU event for it (typical of virtual machines)")
+    recs = []
+    for v in ("a", "b"):
+        recs.append({"variant": v, "cache": [
+            {"metric": "l1d_read_misses", "value": None, "per": "sample", "source": "hw", "available": False,
+             "reason": why},
+            {"metric": "page_faults", "value": 0.0, "per": "sample", "source": "hw", "available": True},
+            {"metric": "l1d_misses", "value": 120.0, "per": "sample", "source": "model", "available": True}]})
+    return recs
+
+
+def test_cache_panel_says_what_is_not_available(tmp_path):
+    paths = plots.plot_cache(_no_pmu_records(), str(tmp_path))
+    assert paths.panels == ["hw", "model"]
+    text = "\n".join(paths.texts)
+    assert "n/a here: l1d_read_misses (this CPU/VM exposes no PMU event for it" in text
+    assert "0 for every variant: page_faults" in text
+    # a source with no available measurement at all has no panel, but is named under the figure
+    only_na = [{"variant": r["variant"], "cache": [m for m in r["cache"] if m["metric"] != "page_faults"]}
+               for r in _no_pmu_records()]
+    paths = plots.plot_cache(only_na, str(tmp_path / "b"))
+    assert paths.panels == ["model"] and any(t.startswith("hw: n/a (") for t in paths.texts)
+
+
+def _renderer(fig):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)  # the figures are made without pyplot: give them a canvas to measure on
+    canvas.draw()
+    return canvas.get_renderer()
+
+
+def _label_boxes(fig):
+    from matplotlib.text import Annotation
+
+    r = _renderer(fig)
+    return [(a.get_text(), a.get_window_extent(r)) for a in fig.findobj(Annotation)]
+
+
+def test_point_labels_name_what_differs_and_never_overlap(tmp_path):
+    """Equal K, L in two hash families (one label each, naming the family), and
+    points on top of each other or close together: every label readable."""
+    recs = [dict(K=4, L=20, hash_family="dwta", samples_per_s=1000.0, p_at_1=0.30, p_at_1_lsh=0.20,
+                 mean_active=500, recall=0.5),
+            dict(K=4, L=20, hash_family="srp", samples_per_s=1000.0, p_at_1=0.30, p_at_1_lsh=0.25,
+                 mean_active=500, recall=0.5),
+            dict(K=6, L=20, hash_family="srp", samples_per_s=1010.0, p_at_1=0.301, p_at_1_lsh=0.21,
+                 mean_active=510, recall=0.505),
+            dict(K=8, L=50, hash_family="dwta", samples_per_s=3000.0, p_at_1=0.10, p_at_1_lsh=0.09,
+                 mean_active=90, recall=0.2)]
+    for fn in (plots.plot_accuracy_frontier, plots.plot_recall):
+        paths = fn(recs, str(tmp_path))
+        boxes = _label_boxes(paths.figure)
+        assert sorted(t for t, _ in boxes) == ["dwta K4,L20", "dwta K8,L50", "srp K4,L20", "srp K6,L20"], fn
+        for i, (ta, a) in enumerate(boxes):
+            for tb, b in boxes[i + 1:]:
+                assert not a.overlaps(b), (fn.__name__, ta, tb)
+    dense = plots.plot_accuracy_frontier(recs, str(tmp_path))
+    lsh = plots.plot_accuracy_frontier(recs, str(tmp_path), metric="p_at_1_lsh", name="frontier_lsh")
+    assert "P@1, exact (dense) inference" in dense.texts and "P@1, LSH inference" in lsh.texts
+
+
+def test_throughput_labels_stay_inside_the_figure(tmp_path):
+    recs = [dict(variant=f"fwd_rows/bf16/avx512_bf16/rowmajor/batched [placement=hugepage] {i}", isa="avx512",
+                 samples_per_s=290_000.0 - 1000 * i) for i in range(6)]
+    fig = plots.plot_throughput(recs, str(tmp_path)).figure
+    r = _renderer(fig)
+    page = fig.bbox
+    for t in fig.findobj(lambda o: hasattr(o, "get_text") and o.get_text() and o.get_visible()):
+        box = t.get_window_extent(r)
+        assert page.x0 - 1 <= box.x0 and box.x1 <= page.x1 + 1, (t.get_text(), box, page)
+
+
+def test_convergence_shows_lsh_inference_and_the_majority_floor(tmp_path):
+    rec = {"label": "SLIDE", "majority_p_at_1": 0.023,
+           "curve": [{"samples": 2500, "seconds": 1.0, "p_at_1": 0.11, "p_at_1_lsh": 0.06},
+                     {"samples": 5000, "seconds": 2.0, "p_at_1": 0.023, "p_at_1_lsh": 0.03}]}
+    texts = plots.plot_convergence([rec], str(tmp_path)).texts
+    assert "SLIDE (LSH inference)" in texts and "always the most frequent label (0.023)" in texts
+
+
+def test_machine_table_threads_caches_and_every_skipped_kernel(tmp_path):
+    skipped = {f"f32/{isa}": "the CPU lacks avx512f" for isa in ("avx512", "avx512_bf16")}
+    skipped.update({f"bf16/{isa}": "dtype bf16, precision fp32 needs f32" for isa in ("scalar", "avx2", "avx512")})
+    skipped["f32/scalar"] = "lower preference than f32/avx2"
+    runner = {"cpu_count": 2, "affinity": 2, "threads": None, "omp_max_threads": 2,
+              "caches": {"D1": 32768, "I1": 32768, "L2": 1 << 20, "L3": 32 << 20, "from": "sysfs (/sys/...)"},
+              "cpu": {"brand_raw": "AMD EPYC", "l3_cache_size": 524288},
+              "kernels_chosen_fp32": {"fwd_rows": {"chosen": "f32/avx2", "skipped": skipped}}}
+    recs = [{"variant": "v", "threads": 1, "omp_max_threads": 1, "samples_per_s": 10.0}]
+    (tmp_path / "results.json").write_text(json.dumps({"runtime": runner, "records": recs}))
+    md = open(report.write_report(str(tmp_path))).read()
+    # the points' threads, not the runner's (None)
+    assert "| threads (run / OpenMP max) | 1 / 1 |" in md and "None" not in md
+    assert "| caches (sysfs) | L1d 32 KiB, L1i 32 KiB, L2 1 MiB, L3 32 MiB |" in md
+    row = next(line for line in md.splitlines() if line.startswith("| fwd_rows |"))
+    assert "…" not in row and all(k in row for k in skipped)
+    assert "bf16/scalar, bf16/avx2, bf16/avx512: dtype bf16, precision fp32 needs f32" in row
+    # results written before the sysfs figures were recorded: py-cpuinfo's, in binary units, said to be so
+    del runner["caches"]
+    (tmp_path / "results.json").write_text(json.dumps({"runtime": runner, "records": recs}))
+    md = open(report.write_report(str(tmp_path))).read()
+    assert "| caches (py-cpuinfo: may be totals over cores, or wrong) | L3 512 KiB |" in md

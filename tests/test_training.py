@@ -30,7 +30,9 @@ def all_state(net):
 def test_learns_far_above_the_most_frequent_label(small):
     """`small` preset (5,000 features, 2,000 labels): the most frequent label is
     on about 3% of test points (P@1 of always predicting it); after 3 epochs
-    SLIDE reaches P@1 of about 0.65 (dense inference)."""
+    SLIDE reaches P@1 of about 0.65 (dense inference). Measured over 10 runs
+    (2 threads; avx512 and avx2 kernels): dense 0.659-0.676, LSH 0.438-0.463,
+    loss 4.03 -> 2.63."""
     train, test = small
     baseline = test.stats()["top_label_freq"]
     net = make(train, "small", threads=2, seed=1)
@@ -69,6 +71,7 @@ def test_seed_changes_the_run(tiny):
 
 
 def test_two_threads_train_without_nan(small):
+    """Measured over 10 runs: P@1 0.587-0.595, loss 4.03 -> 3.28-3.29."""
     train, test = small
     net = make(train, "small", threads=2, seed=3)
     s1 = net.fit(train, epochs=1)
@@ -88,6 +91,7 @@ def test_two_threads_train_without_nan(small):
     ("exact", lambda a, c: a <= 12 + 6 and c == 0),
 ])
 def test_sampling_strategies(tiny, sampling, check):
+    """P@1 / most-frequent-label rate over seeds 0-9: 2.5-6.3 (topk lowest); asserted > 1."""
     train, test = tiny
     net = make(train, "tiny", deterministic=True, sampling=sampling, top_k=12,
                min_active=20 if sampling not in ("topk", "exact") else 0, threshold=2)
@@ -97,13 +101,20 @@ def test_sampling_strategies(tiny, sampling, check):
     assert net.evaluate(test)["p_at_1"] > test.stats()["top_label_freq"]
 
 
+# The deterministic tests below give the same P@1 every run and with scalar, avx2 and avx512 kernels alike
+# (measured). Their epochs put P@1 past the steep part of `tiny`'s learning curve, where a small change of
+# the trajectory (another seed) moves it little: their margins are stated against the spread over seeds 0-9.
+
+
 @pytest.mark.parametrize("family", ["dwta", "wta", "srp", "minhash"])
 @pytest.mark.parametrize("policy", ["fifo", "reservoir"])
 def test_every_hash_family_and_policy_trains(tiny, family, policy):
+    """6 epochs: P@1 / most-frequent-label rate 4.5-6.4 over seeds 0-9 for every family (3 epochs, as
+    before: 1.5-4.8, under 1.5 for minhash at one seed); asserted > 3."""
     train, test = tiny
     net = make(train, "tiny", deterministic=True, hash_family=family, bucket_policy=policy, K=2 if family != "srp" else 4)
-    net.fit(train, epochs=3)
-    assert net.evaluate(test)["p_at_1"] > 1.5 * test.stats()["top_label_freq"]
+    net.fit(train, epochs=6)
+    assert net.evaluate(test)["p_at_1"] > 3 * test.stats()["top_label_freq"]
 
 
 @pytest.mark.parametrize("modes,layouts,hidden", [
@@ -113,15 +124,18 @@ def test_every_hash_family_and_policy_trains(tiny, family, policy):
     (("dense", "dense"), ("transposed", "rowmajor"), (64,)),
 ])
 def test_layer_modes_and_layouts_train(tiny, modes, layouts, hidden):
+    """6 epochs: P@1 / most-frequent-label rate 3.4-4.9 over seeds 0-9 for lsh/lsh (the slowest), 4.9-6.3 for
+    the others (4 epochs, as before: lsh/lsh 0.6-3.1); asserted > 2."""
     train, test = tiny
-    # two hidden layers need a larger initial scale than the reference's 0.01 to learn in 4 epochs
+    # two hidden layers need a larger initial scale than the reference's 0.01 to learn in a few epochs
     net = make(train, "tiny", deterministic=True, layer_modes=modes, layouts=layouts, hidden=hidden,
                hash_family="minhash" if modes[0] == "lsh" else "dwta", init_std=0.1 if len(hidden) > 1 else 0.01)
-    net.fit(train, epochs=4)
-    assert net.evaluate(test)["p_at_1"] > 1.5 * test.stats()["top_label_freq"]
+    net.fit(train, epochs=6)
+    assert net.evaluate(test)["p_at_1"] > 2 * test.stats()["top_label_freq"]
 
 
 def test_dense_update_mode_learns_too(tiny):
+    """P@1 / most-frequent-label rate 3.2-4.6 over seeds 0-9 (3.5 at the test's seed 0); asserted > 2."""
     train, test = tiny
     net = make(train, "tiny", deterministic=True, update="dense")
     net.fit(train, epochs=4)
@@ -141,8 +155,9 @@ def test_compat_mode_trains_and_changes_bucket_ids(tiny):
     # compat composes 3-bit values with a 2-bit shift: ids stay <= 7 * (1 + 4 + 16) = 147
     assert highest_used_bucket(a) <= 147
     assert highest_used_bucket(b) > 147
-    a.fit(train, epochs=3)
-    assert a.evaluate(test)["p_at_1"] > 1.5 * test.stats()["top_label_freq"]
+    # 6 epochs: P@1 / most-frequent-label rate 5.3-6.2 over seeds 0-9 (3 epochs, as before: 1.4-3.1)
+    a.fit(train, epochs=6)
+    assert a.evaluate(test)["p_at_1"] > 3 * test.stats()["top_label_freq"]
 
 
 def test_max_samples_and_resume_mid_epoch(tiny):
@@ -163,6 +178,28 @@ def test_data_that_does_not_fit_is_rejected(tiny):
                          range_pow=4, min_active=4))
     with pytest.raises(ValueError, match="features"):
         net.fit(train)
+
+
+def test_data_narrower_than_the_network_is_rejected_naming_both_shapes(tiny):
+    """A network wider than its data would train (or score) only part of itself
+    without a word, e.g. the default Amazon-670K network on `tiny`."""
+    from workbench.network import DataMismatchError
+
+    train, test = tiny
+    wide = Network(Config(n_features=5000, n_labels=2000, hidden=(8,), K=2, L=2, range_pow=4, min_active=4))
+    want = r"data has 500 features and 100 labels but the network has 5,000 features and 2,000 labels"
+    for call in (lambda: wide.fit(train, max_samples=128), lambda: wide.evaluate(test), lambda: wide.predict(test),
+                 lambda: wide.logits(test)):
+        with pytest.raises(DataMismatchError, match=want):
+            call()
+    assert wide.samples_seen == 0
+    # the explicit way: the same points declared over the network's space
+    wider = train.widened(5000, 2000)
+    assert (wider.n_features, wider.n_labels, len(wider)) == (5000, 2000, len(train))
+    assert wider.indices is train.indices and train.widened() is train
+    assert wide.fit(wider, max_samples=128)["samples"] == 128
+    with pytest.raises(ValueError, match="cannot narrow"):
+        train.widened(100, 100)
 
 
 @pytest.mark.parametrize("update", ["sparse", "dense"])
@@ -237,7 +274,8 @@ def test_batch_labels_need_the_batched_strategy(tiny):
 
 def test_batch_labels_learn(small):
     """In-batch label negatives on `small`: learns at least as well as the
-    reference sampling after the same samples (both far above the baseline)."""
+    reference sampling after the same samples (both far above the baseline).
+    Measured over 10 runs: 0.669-0.674 with, 0.579-0.594 without (baseline 0.03)."""
     train, test = small
     baseline = test.stats()["top_label_freq"]
     p = {}

@@ -141,7 +141,9 @@ def train_p1(tiny, isa, precision):
 @pytest.mark.parametrize("isa", TRAIN_ISAS)
 def test_training_with_each_variant_learns_like_scalar(tiny, scalar_p1, isa, precision):
     """P@1 after 5 epochs on `tiny` within 0.06 of the scalar kernels' (same seed,
-    deterministic mode); summation order differs between ISAs, so runs drift apart."""
+    deterministic mode); summation order differs between ISAs, so runs drift apart.
+    Measured on an AVX-512 machine, seeds 0-3: avx2, avx512 and avx512_bf16 gave
+    exactly the scalar P@1 in every precision; scalar P@1 0.40-0.56 (> 0.3)."""
     if isa not in USABLE:
         pytest.skip(f"{isa} unavailable: {variants._why_unusable(isa)}")
     p1 = train_p1(tiny, isa, precision)

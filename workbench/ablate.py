@@ -121,6 +121,9 @@ LEAD_COLUMNS = ("point_id", "engine", "variant", "variant_id", *AXES[1:], "sampl
                 "bytes_per_sample", "peak_rss_bytes", "huge_fraction")
 
 
+TORCH_HINT = "install the CPU build with: pip install -e '.[torch]'"
+
+
 class AblationError(ValueError):
     """A grid or run setting is invalid; the message names it."""
 
@@ -188,6 +191,18 @@ def _parse_bool(text) -> bool:
     raise AblationError(f"expected true or false, got {text!r}")
 
 
+def _choices(name: str):
+    """The valid names of a Config key that takes one of a set of names, else None."""
+    from . import config as c
+
+    if name == "isa":
+        from .variants import ISAS
+
+        return ("auto",) + ISAS
+    return {"precision": c.PRECISIONS, "strategy": c.STRATEGIES, "hash_family": c.HASH_FAMILIES,
+            "sampling": c.SAMPLINGS, "update": c.UPDATE_MODES, "bucket_policy": c.BUCKET_POLICIES}.get(name)
+
+
 def parse_axis_value(name: str, value):
     """One axis value (from a TOML list or a command-line string) in its canonical form."""
     if value is None:
@@ -220,6 +235,12 @@ def parse_axis_value(name: str, value):
     if name not in types:
         raise AblationError(f"unknown axis {name!r} (axes: {', '.join(AXES)}, or any Config key)")
     t = types[name]
+    names = _choices(name)
+    if names is not None:  # a misspelt name is an error here, never a point "this machine cannot run"
+        v = str(value).strip()
+        if v not in names:
+            raise AblationError(f"axis {name}: {v!r} is not one of {', '.join(names)}")
+        return v
     try:
         if t == "bool":
             return _parse_bool(value)
@@ -419,6 +440,15 @@ def grid_axes_varying(points: list) -> list:
 
 # ---- validation ----------------------------------------------------------------------------------
 
+def config_error(point: Point, n_features: int, n_labels: int) -> str | None:
+    """None, or why the point's config values are invalid anywhere."""
+    try:
+        Config.from_dict(dict(point.config, n_features=n_features, n_labels=n_labels))
+    except (ConfigError, TypeError) as e:
+        return str(e)
+    return None
+
+
 def validate_point(point: Point, n_features: int, n_labels: int) -> str | None:
     """None, or why this point cannot run here (bad config, kernel this CPU lacks, ...)."""
     from . import variants
@@ -433,8 +463,7 @@ def validate_point(point: Point, n_features: int, n_labels: int) -> str | None:
         except ImportError as e:
             return f"engine {point.engine} needs workbench.baselines, which cannot be imported ({e})"
         if point.engine.startswith("torch") and not baselines.torch_available():
-            return (f"engine {point.engine} needs PyTorch (import torch failed): pip install -e '.[torch]' "
-                    f"(CPU build: pip install torch==2.13.0)")
+            return f"engine {point.engine} needs PyTorch, which cannot be imported here ({TORCH_HINT})"
         if point.engine == "plt":
             from . import peers
 
@@ -480,10 +509,12 @@ def prepare_data(run: RunSettings, out_dir: str, train_points: int, log=None) ->
     milliseconds). Returns {"train", "test", "n_features", "n_labels", "bytes", "source"}."""
     from . import resources, synthetic
     from .data import load_xc, write_xc
+    from .network import check_same_shape
 
     if run.train:
         tr = load_xc(run.train)  # writes the binary cache next to the file once
         te = load_xc(run.test)
+        check_same_shape(tr, te)
         return {"train": os.path.abspath(run.train), "test": os.path.abspath(run.test),
                 "n_features": max(tr.n_features, te.n_features), "n_labels": max(tr.n_labels, te.n_labels),
                 "n_train": len(tr), "n_test": len(te), "bytes": resources.dataset_bytes(tr),
@@ -571,7 +602,8 @@ class Worker:
         except OSError:
             return "no log"
 
-    def receive(self, expect: str) -> dict:
+    def receive(self, expect: str, on_progress=None) -> dict:
+        """The next answer; "progress" lines before it go to on_progress(msg)."""
         import queue
 
         deadline = time.monotonic() + self.timeout
@@ -582,25 +614,29 @@ class Worker:
                 raise WorkerError(f"worker {self.pid} timed out after {self.timeout:.0f}s waiting for {expect}")
             try:
                 line = self._lines.get(timeout=min(left, 1.0))
-                break
             except queue.Empty:
                 continue
-        if line is None:
-            code = self.proc.wait(timeout=30)
-            raise WorkerError(f"worker {self.pid} exited with code {code} before sending {expect}: {self._tail()}")
-        try:
-            msg = json.loads(line)
-        except ValueError:
-            raise WorkerError(f"worker {self.pid} sent a line that is not JSON: {line[:200]!r}") from None
+            if line is None:
+                code = self.proc.wait(timeout=30)
+                raise WorkerError(f"worker {self.pid} exited with code {code} before sending {expect}: "
+                                  f"{self._tail()}")
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                raise WorkerError(f"worker {self.pid} sent a line that is not JSON: {line[:200]!r}") from None
+            if msg.get("type") != "progress" or expect == "progress":
+                break
+            if on_progress is not None:
+                on_progress(msg)
         if not msg.get("ok"):
             raise WorkerError(f"worker {self.pid}: {msg.get('error')}")
         if msg.get("type") != expect:
             raise WorkerError(f"worker {self.pid}: expected {expect}, got {msg.get('type')}")
         return msg
 
-    def command(self, cmd: str, expect: str, **kw) -> dict:
+    def command(self, cmd: str, expect: str, on_progress=None, **kw) -> dict:
         self._send({"cmd": cmd, **kw})
-        return self.receive(expect)
+        return self.receive(expect, on_progress)
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -816,7 +852,8 @@ class _Stop:
 class Progress:
     """A progress bar over the grid's rounds (stderr; one line per step when not a terminal)."""
 
-    def __init__(self, total: int, stream=None, enabled: bool = True):
+    def __init__(self, total: int, stream=None, enabled: bool = True, label: str = "ablate", unit: str = "rounds"):
+        self.label, self.unit = label, unit
         self.total = max(1, total)
         self.done = 0
         self.stream = stream or sys.stderr
@@ -833,7 +870,8 @@ class Progress:
         fill = int(width * frac)
         el = time.perf_counter() - self.t0
         eta = el / self.done * (self.total - self.done) if self.done else 0.0
-        line = f"ablate [{'#' * fill}{'.' * (width - fill)}] {self.done}/{self.total} rounds, {el:,.0f}s" \
+        line = f"{self.label} [{'#' * fill}{'.' * (width - fill)}] {self.done:,}/{self.total:,} {self.unit}, " \
+               f"{el:,.0f}s" \
                f"{f', eta {eta:,.0f}s' if self.done else ''}  {text}"
         if self.tty:
             self.stream.write("\r\x1b[K" + line[:200])
@@ -879,13 +917,13 @@ def run(grid: Grid, out_dir: str, *, resume: bool = False, progress: bool = True
                 f"are kept as they are")
     elif not resume and os.path.exists(os.path.join(out_dir, RESULTS_JSON)) and not dry_run:
         raise AblationError(f"{out_dir} already holds {RESULTS_JSON}: pass --resume to continue it, or another --out")
-    per_point = run_cfg.warmup + run_cfg.samples * run_cfg.repeats
-    data = prepare_data(run_cfg, out_dir, per_point, log=None if not progress else log) if not dry_run else None
-    nf = data["n_features"] if data else _preset_dims(run_cfg)[0]
-    nl = data["n_labels"] if data else _preset_dims(run_cfg)[1]
+    nf, nl = _preset_dims(run_cfg)  # every point is checked before any data is generated
 
     skipped, valid = [], []
     for p in points:
+        bad = config_error(p, nf, nl)
+        if bad:  # a wrong value, not a point this machine cannot run: never skipped
+            raise AblationError(f"point {p.short() or p.id}: {bad}")
         why = validate_point(p, nf, nl)
         if why is None:
             valid.append(p)
@@ -893,6 +931,8 @@ def run(grid: Grid, out_dir: str, *, resume: bool = False, progress: bool = True
             skipped.append({"point_id": p.id, "axes": p.axes, "reason": why})
         else:
             raise AblationError(f"point {p.short() or p.id}: {why} (skip such points with --skip-invalid)")
+    per_point = run_cfg.warmup + run_cfg.samples * run_cfg.repeats
+    data = prepare_data(run_cfg, out_dir, per_point, log=None if not progress else log) if not dry_run else None
     if skipped:
         log(f"skipping {len(skipped)} point(s) that cannot run here, e.g. {skipped[0]['axes']}: "
             f"{skipped[0]['reason']}")
@@ -1251,6 +1291,10 @@ def compare(out_dir: str, *, preset: str = "amazon670k", train: str | None = Non
             why = validate_point(p, nf, nl)
             if why:
                 raise AblationError(f"method {name}: {why}")
+    if opts_all:
+        from . import baselines
+
+        baselines.check_options(sorted({e for e, _, _ in parsed if e != "slide"}), opts_all)
     os.makedirs(out_dir, exist_ok=True)
     data = prepare_data(run_cfg, out_dir, samples, log=log if progress else None)
     ref_name = reference or next((n for n in names if n.split(":")[0] in ("sampled", "torch_sampled")), None)
@@ -1263,6 +1307,13 @@ def compare(out_dir: str, *, preset: str = "amazon670k", train: str | None = Non
     logs = os.path.join(out_dir, "logs")
     os.makedirs(logs, exist_ok=True)
     stop = _Stop(log)
+    t_budget = int(tune_samples or min(samples, max(1, data.get("n_train") or samples)))
+    n_trials = 0
+    for name in tune:
+        g = grids.get(parsed[names.index(name)][0]) or {}
+        n_trials += math.prod(len(v) for v in g.values()) if g else 0
+    # one bar over every run's samples (sweep trials, then curves), moved at each evaluation
+    bar = Progress(n_trials * t_budget + len(parsed) * samples, enabled=progress, label="compare", unit="samples")
 
     def one(engine, rec, name, extra: dict, budget: int, points: int, label: str, diag: int) -> dict | None:
         p = _method_point(engine, rec, fixed, run_cfg, extra)
@@ -1275,18 +1326,29 @@ def compare(out_dir: str, *, preset: str = "amazon670k", train: str | None = Non
                 "placement_axis": p.axes.get("placement") or "aligned",
                 "data": {"train": data["train"], "test": data["test"]}, "run": run_cfg.to_dict(),
                 "mode": "curve", "baseline_options": opts}
+        moved = [0]
+
+        def step(msg):
+            n = int(msg.get("samples") or 0)
+            bar.update(f"{label}: P@1 {msg.get('p_at_1') or 0:.3f} after {n:,} samples", n - moved[0])
+            moved[0] = n
+
+        bar.update(f"{label}: building the model, then training ({points} evaluation(s) on the way)")
         w = Worker(spec, p.env, os.path.join(logs, f"{name.replace(':', '-')}-{p.id}.log"), timeout)
         stop.current = w
         try:
             ready = w.receive("ready")
-            msg = w.command("curve", "curve", samples=budget, points=points, eval_samples=eval_samples,
-                            label=label, diag_samples=diag)
+            msg = w.command("curve", "curve", on_progress=step, samples=budget, points=points,
+                            eval_samples=eval_samples, label=label, diag_samples=diag)
         except WorkerError as e:
             results["failed"].append({"method": name, "error": str(e), "settings": extra})
+            bar.update(f"{label} failed", budget - moved[0])
             log(f"compare: {name} failed: {e}")
             return None
         finally:
             w.close()
+        if moved[0] < budget:  # a curve that stopped early: the bar still moves its whole budget
+            bar.update(f"{label} done", budget - moved[0])
         r = dict(msg["record"])
         r.update(point_id=p.id, engine=engine, method=name, recipe=rec, variant_id=ready.get("variant_id"),
                  variant=r.get("label") or ready.get("variant_id"), worker_pids=[w.pid],
@@ -1301,7 +1363,6 @@ def compare(out_dir: str, *, preset: str = "amazon670k", train: str | None = Non
 
     with stop:
         # 1. sweeps
-        t_budget = int(tune_samples or min(samples, max(1, data.get("n_train") or samples)))
         for name in tune:
             engine, rec, _ = parsed[names.index(name)]
             grid = grids.get(engine) or {}
@@ -1313,9 +1374,7 @@ def compare(out_dir: str, *, preset: str = "amazon670k", train: str | None = Non
                 if stop.flag:
                     break
                 extra = dict(zip(keys, combo))
-                if progress:
-                    log(f"compare: tuning {name} {extra} ({t_budget:,} samples)")
-                r = one(engine, rec, name, extra, t_budget, 1, name, 0)
+                r = one(engine, rec, name, extra, t_budget, 1, "sweep: " + _method_label(engine, rec, extra), 0)
                 if r:
                     last = r["curve"][-1]
                     trials.append({"settings": extra, "p_at_1": last["p_at_1"], "seconds": last["seconds"],
@@ -1331,12 +1390,11 @@ def compare(out_dir: str, *, preset: str = "amazon670k", train: str | None = Non
                 break
             extra = dict((results["tuning"].get(name) or {}).get("chosen") or {})
             label = _method_label(engine, rec, extra)
-            if progress:
-                log(f"compare: training {label} for {samples:,} samples ({curve_points} evaluations)")
             r = one(engine, rec, name, extra, samples, curve_points, label, diag_samples if engine == "slide" else 0)
             if r:
                 (results["records"] if engine == "slide" else results["baselines"]).append(r)
             write_results(out_dir, results)
+    bar.close()
     results["interrupted"] = stop.flag
     results["finished"] = _now()
     curves = results["records"] + results["baselines"]

@@ -16,7 +16,8 @@ loads the data, builds the model, trains `warmup` samples and answers
                                             (and hardware counters when hw)
   {"cmd": "finish"}                         evaluate, describe; answers "final", exits
   {"cmd": "curve", "samples": n, "points": k, "eval_samples": e}
-                                            a learning curve (compare); answers "curve"
+                                            a learning curve (compare); answers "curve",
+                                            after a {"type": "progress"} line per evaluation
   {"cmd": "quit"} or end of input           exit
 
 Answers are single JSON lines on the original stdout with "ok": true, or
@@ -75,6 +76,8 @@ def _build(st: _State) -> dict:
     st.train, st.test = _load(spec)
     n_features = max(st.train.n_features, st.test.n_features)
     n_labels = max(st.train.n_labels, st.test.n_labels)
+    # the parent refuses files of different shapes; should a spec still pair them, the model spans both
+    st.train, st.test = (d.widened(n_features, n_labels) for d in (st.train, st.test))
     st.cfg = Config.from_dict(dict(spec["config"], n_features=n_features, n_labels=n_labels))
     t1 = time.perf_counter()
     info = {"pid": os.getpid(), "env": {k: os.environ.get(k) for k in ENV_KEYS if k in os.environ},
@@ -331,42 +334,50 @@ def _finish(st: _State) -> dict:
     return out
 
 
-def _curve(st: _State, cmd: dict) -> dict:
+def _lsh_point(st: "_State", pt: dict, n_eval: int, n_diag: int) -> None:
+    """Add a SLIDE curve point's LSH figures: this stretch's label recall and
+    active-set sizes, P@1/P@5 by LSH inference, and (n_diag > 0) the table
+    diagnostics of workbench.diagnose on n_diag test points."""
+    net = st.model
+    lsh = net.lsh_stats()  # this stretch of training (before the LSH evaluation adds queries)
+    pt["label_recall"] = lsh.get("label_recall")
+    pt["mean_active"] = (lsh.get("mean_active") or [None])[-1]
+    pt["mean_candidates"] = (lsh.get("mean_candidates") or [None])[-1]
+    pt["rehashes"] = lsh.get("rehashes")
+    ev = net.evaluate(st.test, mode="lsh", max_samples=n_eval)
+    pt["p_at_1_lsh"], pt["p_at_5_lsh"] = ev["p_at_1"], ev["p_at_5"]
+    if n_diag > 0:
+        from . import diagnose
+
+        d = diagnose.diagnose(net, st.test, samples=n_diag, parts=("tables", "weights", "retrieval", "hubs"))
+        r = d.get("retrieval", {})
+        pt["diag"] = {"test_label_recall": r.get("label_recall"), "top1_recall": r.get("top1_recall"),
+                      "top5_recall": r.get("top5_recall"), "candidates": r.get("candidates"),
+                      "exact_top1000_label_recall": (r.get("exact_topk_label_recall") or {}).get("1000"),
+                      "stored_fraction": d.get("tables", {}).get("stored_fraction"),
+                      "largest_bucket_share": d.get("tables", {}).get("largest_bucket_share"),
+                      "common_ratio": d.get("weights", {}).get("common_ratio"),
+                      "hub_share": d.get("hubs", {}).get("hub_share"),
+                      "drift": diagnose.drift(net), "samples": d.get("samples")}
+
+
+def _curve(st: _State, cmd: dict, notify=None) -> dict:
     """Train `samples` samples, evaluating P@1 `points` times on the way
-    (workbench.baselines.learning_curve: `seconds` is training time only)."""
+    (workbench.baselines.learning_curve: `seconds` is training time only).
+    notify(point) after every evaluation (the parent's progress bar)."""
     from . import baselines, memory
 
     total, k = int(cmd["samples"]), max(1, int(cmd.get("points", 8)))
     n_eval = int(cmd.get("eval_samples", 1000))
     every = max(1, -(-total // k))
     t_all = time.perf_counter()
-
     n_diag = int(cmd.get("diag_samples", 0))
 
     def also_lsh(pt):  # SLIDE: LSH inference and the tables' state too (not counted as training time)
-        if st.engine != "slide":
-            return
-        net = st.model
-        lsh = net.lsh_stats()  # this stretch of training (before the LSH evaluation adds queries)
-        pt["label_recall"] = lsh.get("label_recall")
-        pt["mean_active"] = (lsh.get("mean_active") or [None])[-1]
-        pt["mean_candidates"] = (lsh.get("mean_candidates") or [None])[-1]
-        pt["rehashes"] = lsh.get("rehashes")
-        ev = net.evaluate(st.test, mode="lsh", max_samples=n_eval)
-        pt["p_at_1_lsh"], pt["p_at_5_lsh"] = ev["p_at_1"], ev["p_at_5"]
-        if n_diag > 0:
-            from . import diagnose
-
-            d = diagnose.diagnose(net, st.test, samples=n_diag, parts=("tables", "weights", "retrieval", "hubs"))
-            r = d.get("retrieval", {})
-            pt["diag"] = {"test_label_recall": r.get("label_recall"), "top1_recall": r.get("top1_recall"),
-                          "top5_recall": r.get("top5_recall"), "candidates": r.get("candidates"),
-                          "exact_top1000_label_recall": (r.get("exact_topk_label_recall") or {}).get("1000"),
-                          "stored_fraction": d.get("tables", {}).get("stored_fraction"),
-                          "largest_bucket_share": d.get("tables", {}).get("largest_bucket_share"),
-                          "common_ratio": d.get("weights", {}).get("common_ratio"),
-                          "hub_share": d.get("hubs", {}).get("hub_share"),
-                          "drift": diagnose.drift(net), "samples": d.get("samples")}
+        if st.engine == "slide":
+            _lsh_point(st, pt, n_eval, n_diag)
+        if notify is not None:
+            notify({"samples": pt["samples"], "p_at_1": pt["p_at_1"], "seconds": pt["seconds"]})
 
     if st.engine == "plt":  # trained once, offline: one point (seconds = the whole training)
         s = st.model.fit(st.train, max_samples=total)
@@ -374,6 +385,7 @@ def _curve(st: _State, cmd: dict) -> dict:
         curve = [{"samples": s["samples"], "seconds": s["train_seconds"], "p_at_1": ev["p_at_1"],
                   "p_at_3": ev["p_at_3"], "p_at_5": ev["p_at_5"], "mean_loss": None,
                   "eval_seconds": ev["eval_seconds"], "samples_seen": s["samples"]}]
+        also_lsh(curve[0])
     else:
         curve = baselines.learning_curve(st.model, st.train, st.test, total, every, n_eval, progress=also_lsh)
     seen = curve[-1]["samples"] if curve else 0
@@ -392,11 +404,26 @@ def _curve(st: _State, cmd: dict) -> dict:
                                "eval_samples labelled test points; p_at_1_lsh (SLIDE) = LSH inference"}
     if st.engine == "plt":
         rec["options"] = getattr(st.model, "options", None)
+    rec["majority_p_at_1"] = _majority_p_at_1(st.train, st.test, n_eval)
     if st.engine == "slide":
         rec["p_at_1_lsh"] = last.get("p_at_1_lsh")
         rec["lsh"] = {k: last.get(k) for k in ("label_recall", "mean_active", "mean_candidates", "rehashes")}
         rec["kernels"] = {op: c.kernel.name for op, c in st.model.kernels.items()}
     return {"type": "curve", "record": rec}
+
+
+def _majority_p_at_1(train, test, n_eval: int) -> float:
+    """P@1 of always predicting the most frequent training label, on the test
+    points the curve evaluates: the floor a curve falls to when one output
+    wins for every input."""
+    import numpy as np
+
+    top = int(np.bincount(train.labels, minlength=train.n_labels).argmax())
+    rows = np.flatnonzero(np.diff(test.label_indptr) > 0)[: int(n_eval)]
+    if not len(rows):
+        return 0.0
+    lp = test.label_indptr
+    return float(np.mean([top in test.labels[lp[r]:lp[r + 1]] for r in rows]))
 
 
 # ---- main loop --------------------------------------------------------------------------------------
@@ -441,7 +468,7 @@ def main() -> int:
                 send(_finish(st))
                 break
             elif c == "curve":
-                send(_curve(st, cmd))
+                send(_curve(st, cmd, notify=lambda pt: send({"type": "progress", **pt})))
             else:
                 raise ValueError(f"unknown command {c!r}")
         except Exception as e:

@@ -103,7 +103,7 @@ import numpy as np
 
 from .config import Config, ConfigError
 from .data import Dataset
-from .network import DataMismatchError, NumericalError, precision_at_k
+from .network import NumericalError, check_shape, precision_at_k
 
 __all__ = ["DenseSoftmax", "SampledSoftmax", "TorchDenseSoftmax", "TorchSampledSoftmax", "ENGINES", "make",
            "learning_curve", "blas_info", "blas_threads", "torch_available", "init_params"]
@@ -358,13 +358,7 @@ class _Engine:
 
     # ---- data ---------------------------------------------------------------------------------------
     def check_data(self, data: Dataset) -> None:
-        cfg = self.config
-        if data.n_features > cfg.n_features:
-            raise DataMismatchError(
-                f"{data.source}: data has {data.n_features} features but the network takes {cfg.n_features}")
-        if data.n_labels > cfg.n_labels:
-            raise DataMismatchError(
-                f"{data.source}: data has {data.n_labels} labels but the network has {cfg.n_labels} outputs")
+        check_shape(data, self.config)  # the same rule as Network: data of the model's shape only
 
     def _lr_t(self) -> float:
         cfg = self.config
@@ -1309,8 +1303,30 @@ def make(engine: str, config: Config, **options):
     except KeyError:
         raise ValueError(f"unknown baseline {engine!r}; valid: {', '.join(ENGINES)}") from None
     if engine.startswith("torch") and not torch_available():
-        raise ImportError(f"baseline {engine!r} needs PyTorch (import torch failed)")
+        raise ImportError(f"baseline {engine!r} needs PyTorch, which cannot be imported here "
+                          f"(install the CPU build with: pip install -e '.[torch]')")
+    check_options([engine], options)
     return cls(config, **options)
+
+
+def check_options(engines, options: dict) -> None:
+    """Every option must be a keyword of every baseline it goes to: a
+    misspelt one is a ConfigError naming the valid ones (not a TypeError in a
+    worker after the data was generated)."""
+    import inspect
+
+    if options and not engines:
+        raise ConfigError(f"baseline option(s) {', '.join(sorted(options))} given, but no baseline method is run")
+    for engine in engines:
+        cls = ENGINES.get(engine)
+        if cls is None:
+            continue  # make() names unknown baselines
+        params = inspect.signature(cls.__init__).parameters
+        valid = sorted(k for k, p in params.items() if p.kind == p.KEYWORD_ONLY)
+        unknown = sorted(set(options) - set(valid))
+        if unknown:
+            raise ConfigError(f"baseline option(s) {', '.join(unknown)}: not an option of {engine} "
+                              f"(valid: {', '.join(valid)})")
 
 
 def learning_curve(model, train: Dataset, test: Dataset, budget_samples: int, eval_every: int,

@@ -53,7 +53,15 @@ CONFIG_HELP = {
     "compat": "reproduce the reference implementation's bucket-id shift and softmax shift",
     "rehash": "rebuild tables from current weights every N samples",
     "rebuild": "draw new hash functions every N samples",
+    "hash_center": "hash each weight row minus the mean row (same ranking of the logits, buckets evenly filled)",
+    "rehash_drift": "at each rehash point rebuild only if this fraction of probe neurons changed bucket "
+                    "(0: rebuild every time)",
+    "drift_probe": "neurons whose bucket ids measure the drift for rehash_drift",
     "batch_size": "samples per batch", "lr": "Adam learning rate", "update": "sparse | dense Adam",
+    "beta1": "Adam first-moment decay", "beta2": "Adam second-moment decay", "eps": "Adam epsilon",
+    "init_std": "standard deviation of the initial weights",
+    "strategy": "auto | batched | hogwild: how a batch is trained (auto: batched where the network allows it; "
+                "see the README)",
     "threads": "OpenMP threads (0: all available)", "seed": "random seed",
     "deterministic": "one thread, identical results run to run",
     "precision": "fp32 | bf16 | bf16act", "isa": "auto or the highest ISA to use (scalar, avx2, avx512, avx512_bf16)",
@@ -71,6 +79,8 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
             continue
         flag = "--" + f.name.replace("_", "-")
         kw = {"dest": "cfg_" + f.name, "default": None, "help": CONFIG_HELP.get(f.name)}
+        if f.type not in ("bool", bool):
+            kw["metavar"] = f.name.upper()  # not argparse's CFG_LR, from dest
         if f.name == "K":
             flag = "-K"
         elif f.name == "L":
@@ -275,6 +285,10 @@ def cmd_train(args) -> int:
     train = _load_data(args, "train", need)
     test = None if args.no_eval else _load_data(args, "test", args.eval_samples)
     data_seconds = time.perf_counter() - t0
+    if test is not None:  # before training, not after it
+        from .network import check_same_shape
+
+        check_same_shape(train, test)
     rvals, rsources = recipes.resolve(recipe, n_labels=train.n_labels, preset=None if args.train else args.preset,
                                       base=_config_dict(args, base))
     cfg = _config_from_args(args, train.n_features, train.n_labels, {**rvals, **base})
@@ -298,11 +312,14 @@ def cmd_train(args) -> int:
                  if any(k in explicit for k in rvals) else ""))
     print(f"network: {cfg.n_features:,} -> {' -> '.join(str(h) for h in cfg.hidden)} -> {cfg.n_labels:,}, "
           f"layers {','.join(cfg.layer_modes)}, {cfg.hash_family} K={cfg.K} L={cfg.L} range={cfg.range_pow}"
-          f"{' compat' if cfg.compat else ''}, batch {cfg.batch_size}, {net.threads} threads, "
+          f"{' compat' if cfg.compat else ''}, batch {cfg.batch_size}, {net.threads} "
+          f"thread{'s' if net.threads != 1 else ''}, "
           f"precision {cfg.precision}, kernels {net.kernels['fwd_rows'].kernel.name}, {net.strategy}")
 
     net.run_target = net.samples_seen + total
+    load0 = runtime.cpu_snapshot()  # other processes' CPU use while training: a busy machine is said so
     summary = _fit_interruptible(net, train, total, args)
+    load = runtime.machine_load(load0, runtime.cpu_snapshot())
     if summary.get("interrupted"):
         return summary["interrupted"]
     bad = net.nonfinite_layers()
@@ -322,6 +339,7 @@ def cmd_train(args) -> int:
         "mean_loss": summary["mean_loss"],
         "time_split": summary["time_split"],
         "lsh": summary["lsh"],
+        "machine_load": load,
     }
     rows = [("samples", f"{summary['samples']:,}"),
             ("train time", f"{summary['train_seconds']:.1f} s"),
@@ -329,7 +347,8 @@ def cmd_train(args) -> int:
             ("mean loss", f"{summary['mean_loss']:.4f}"),
             ("time split", ", ".join(f"{k} {v:.1f}s" for k, v in summary["time_split"].items())),
             ("active/sample", f"{summary['lsh']['mean_active'][-1]:,.0f} output neurons "
-                              f"({summary['lsh']['mean_candidates'][-1]:,.0f} from LSH)")]
+                              f"({summary['lsh']['mean_candidates'][-1]:,.0f} from LSH)"),
+            ("machine load", runtime.describe_load(load))]
     if test is not None:
         for mode in args.eval_mode.split(","):
             ev = net.evaluate(test, mode=mode)
@@ -580,6 +599,13 @@ def cmd_eval(args) -> int:
     if args.preset is None and not args.test:
         args.preset = "amazon670k"
     test = _load_data(args, "test", args.eval_samples)
+    cfg = net.config
+    if (test.n_features, test.n_labels) != (cfg.n_features, cfg.n_labels):
+        from .network import DataMismatchError
+
+        raise DataMismatchError(f"{test.source}: test data has {test.n_features:,} features and {test.n_labels:,} "
+                                f"labels but the model {args.model} has {cfg.n_features:,} features and "
+                                f"{cfg.n_labels:,} labels")
     result = {"command": "eval", "model": args.model, "data": test.source}
     rows = []
     for mode in args.mode.split(","):
@@ -1040,7 +1066,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a config value for every method (e.g. lr=1e-3, batch_size=256; repeatable)")
     c.add_argument("--baseline-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="a keyword argument of the baseline classes (e.g. n_negatives=2000; repeatable)")
+                   help="a keyword argument of the baseline classes, e.g. n_negatives=2000 (repeatable; "
+                        "a wrong name is refused with the valid ones)")
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=cmd_compare)
     return p

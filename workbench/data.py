@@ -265,6 +265,21 @@ class Dataset:
             source=self.source,
         )
 
+    def widened(self, n_features: int | None = None, n_labels: int | None = None) -> "Dataset":
+        """The same points declared over a feature / label space at least as
+        large (the arrays are shared, not copied). A network accepts only data
+        of its own shape; this is the explicit way to use data whose ids are a
+        subset of a larger space (e.g. a test file whose header is narrower)."""
+        nf = self.n_features if n_features is None else n_features
+        nl = self.n_labels if n_labels is None else n_labels
+        if nf < self.n_features or nl < self.n_labels:
+            raise ValueError(f"{self.source or self.name}: cannot narrow {self.n_features} features, "
+                             f"{self.n_labels} labels to {nf} features, {nl} labels")
+        if (nf, nl) == (self.n_features, self.n_labels):
+            return self
+        return Dataset(name=self.name, n_features=nf, n_labels=nl, indptr=self.indptr, indices=self.indices,
+                       values=self.values, label_indptr=self.label_indptr, labels=self.labels, source=self.source)
+
     # -- summary
 
     def stats(self) -> dict:

@@ -371,13 +371,7 @@ class Network:
             raise DataMismatchError(f"{_where(data)}: Dataset array lengths disagree (indptr {len(data.indptr)}, "
                                     f"label_indptr {len(data.label_indptr)}, indices {len(data.indices)}, values "
                                     f"{len(data.values)}): they were replaced after validation")
-        cfg = self.config
-        if data.n_features > cfg.n_features:
-            raise DataMismatchError(
-                f"{_where(data)}: data has {data.n_features} features but the network takes {cfg.n_features}")
-        if data.n_labels > cfg.n_labels:
-            raise DataMismatchError(
-                f"{_where(data)}: data has {data.n_labels} labels but the network has {cfg.n_labels} outputs")
+        check_shape(data, self.config)
 
     def _engine_call(self, data: Dataset, fn, *args, **kw):
         """An engine call over data's arrays, which the engine re-checks per
@@ -757,6 +751,28 @@ class Network:
 def _where(data: Dataset) -> str:
     """How error messages name a data set: its source file, else its name."""
     return data.source or f"data set {data.name!r}"
+
+
+def check_shape(data: Dataset, cfg: Config) -> None:
+    """Data must have the network's shape: a narrower data set would train or
+    score only part of the network without a word (e.g. a 500-feature test
+    file against a 5,000-feature model gives P@1 0). Dataset.widened() is the
+    explicit way to use data over a subset of the network's space."""
+    if (data.n_features, data.n_labels) == (cfg.n_features, cfg.n_labels):
+        return
+    hint = ""
+    if data.n_features <= cfg.n_features and data.n_labels <= cfg.n_labels:
+        hint = " (if its ids are a subset of the network's, say so with Dataset.widened())"
+    raise DataMismatchError(f"{_where(data)}: data has {data.n_features:,} features and {data.n_labels:,} labels but "
+                            f"the network has {cfg.n_features:,} features and {cfg.n_labels:,} labels{hint}")
+
+
+def check_same_shape(train: Dataset, test: Dataset) -> None:
+    """Training and test data of one run must share their shape (checked before training)."""
+    if (train.n_features, train.n_labels) != (test.n_features, test.n_labels):
+        raise DataMismatchError(f"{_where(test)}: test data has {test.n_features:,} features and {test.n_labels:,} "
+                                f"labels but the training data ({_where(train)}) has {train.n_features:,} features "
+                                f"and {train.n_labels:,} labels")
 
 
 def precision_at_k(top: np.ndarray, data: Dataset, rows: np.ndarray) -> dict:

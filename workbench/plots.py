@@ -42,6 +42,16 @@ class Paths(list):
 
     reason: str | None = None
     panels: list | None = None  # plot_cache: the sources drawn, one axes each
+    figure: Figure | None = None  # the figure written (to inspect what it shows)
+
+    @property
+    def texts(self) -> list:
+        """Every non-empty text of the figure: titles, axis and tick labels, legend entries, notes, point labels."""
+        from matplotlib.text import Text
+
+        if self.figure is None:
+            return []
+        return [t.get_text() for t in self.figure.findobj(Text) if t.get_text()]
 
 
 def _empty(reason: str) -> Paths:
@@ -70,6 +80,46 @@ def _color(r: dict) -> str:
     return ISA_COLORS.get(isa, "#2ca02c")
 
 
+def _tags(records: list, keys=("hash_family", "K", "L")) -> list:
+    """A short tag per record naming what tells it apart from the others:
+    the keys whose values vary (K and L always, when present)."""
+    vary = [k for k in keys if len({str(r.get(k)) for r in records}) > 1 or k in ("K", "L")]
+    out = []
+    for r in records:
+        parts = []
+        if "hash_family" in vary and r.get("hash_family") is not None:
+            parts.append(str(r["hash_family"]))
+        kl = ",".join(f"{k}{r[k]}" for k in ("K", "L") if k in vary and r.get(k) is not None)
+        if kl:
+            parts.append(kl)
+        out.append(" ".join(parts) or _label(r))
+    return out
+
+
+def _label_points(ax, points: list, fontsize: float = 6) -> None:
+    """Label (x, y, tag) points without labels hiding each other: each label
+    sits right of its point, raised by whole lines until its (estimated) box
+    overlaps no label placed before it; identical tags at one spot are one label."""
+    ax.autoscale_view()
+    dpi = ax.figure.dpi
+    char_w, line_h = 0.6 * fontsize * dpi / 72, 1.25 * fontsize * dpi / 72
+    seen, placed = set(), []
+    items = sorted(((ax.transData.transform((x, y)), x, y, tag) for x, y, tag in points),
+                   key=lambda t: (t[0][1], t[0][0]))
+    for (dx, dy), x, y, tag in items:
+        key = (round(dx), round(dy), tag)
+        if key in seen:
+            continue
+        seen.add(key)
+        x0, x1 = dx + 4, dx + 4 + char_w * len(tag)
+        k = 0
+        while any(x0 < bx1 and bx0 < x1 and abs(dy + 3 + k * line_h - by) < line_h for bx0, bx1, by in placed):
+            k += 1
+        placed.append((x0, x1, dy + 3 + k * line_h))
+        ax.annotate(tag, (x, y), textcoords="offset points", xytext=(4, (3 + k * line_h) * 72 / dpi),
+                    fontsize=fontsize, va="bottom")
+
+
 def _styled(fn):
     """Run a plot function inside the module's rc context (fonts, SVG hash salt)."""
     import functools
@@ -87,7 +137,9 @@ def _save(fig: Figure, out_dir: str, name: str) -> Paths:
     png, svg = os.path.join(out_dir, name + ".png"), os.path.join(out_dir, name + ".svg")
     fig.savefig(png, format="png", metadata={"Software": None})
     fig.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
-    return Paths([png, svg])
+    paths = Paths([png, svg])
+    paths.figure = fig
+    return paths
 
 
 def _figure(w: float, h: float) -> Figure:
@@ -141,8 +193,15 @@ def plot_throughput(records: list, out_dir: str, *, name: str = "throughput") ->
         s = speedup(r, records)
         txt = f"{m:,.0f}" + (f"  ×{s:.2f}" if s is not None else "")
         ax.text(m + h + 0.01 * xmax, yi, txt, va="center", fontsize=7)
-    ax.set_xlim(0, xmax * 1.25)
-    ax.set_xlabel("samples/s (bar: median; whiskers: min..max over repeats; ×: speedup over scalar)")
+    ax.set_xlim(0, xmax * 1.35)
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    # wide numbers: few ticks, or their labels run together; none at the right end, where half its label
+    # would fall outside the figure
+    ax.xaxis.set_major_locator(MaxNLocator(5, prune="upper"))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    # short lines: the axes sit right of long variant names, and a wide label would be cut at the figure's edge
+    ax.set_xlabel("samples/s\nbar: median; whiskers: min..max over repeats\n×: speedup over scalar")
     ax.set_title("Throughput per variant")
     return _save(fig, out_dir, name)
 
@@ -165,14 +224,17 @@ def plot_bytes_vs_time(records: list, out_dir: str, bandwidth_gbps: float | None
     ts = [1e6 / _num(r["samples_per_s"]) for r in recs]
     for x, t, r in zip(xs, ts, recs):
         ax.scatter([x], [t], color=_color(r), s=28, zorder=3)
-        ax.annotate(_label(r), (x, t), textcoords="offset points", xytext=(4, 3), fontsize=6)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
+    # log axes where the values span a decade or more; under that, log ticks are unreadable (or absent)
+    if max(xs) >= 10 * min(xs):
+        ax.set_xscale("log")
+    if max(ts) >= 10 * min(ts):
+        ax.set_yscale("log")
     if bw:
         x0, x1 = min(xs) / 2, max(xs) * 2
         ax.plot([x0, x1], [x0 / (bw * 1e3), x1 / (bw * 1e3)], color="k", lw=1, ls="--",
                 label=f"triad roof {bw:.1f} GB/s (time = bytes / bandwidth)")
         ax.legend(loc="lower right", fontsize=7)
+    _label_points(ax, [(x, t, _label(r)) for x, t, r in zip(xs, ts, recs)])
     ax.set_xlabel("bytes moved per sample")
     ax.set_ylabel("time per sample (µs, = 1e6 / samples/s)")
     ax.set_title("Bytes against time per sample" + ("" if bw else " (no triad bandwidth in this run)"))
@@ -192,6 +254,26 @@ def cache_rows(records: list) -> list:
     return out
 
 
+def _unavailable(records: list, metrics) -> dict:
+    """{source: ([metric, ...], short reason)} of measurements marked unavailable."""
+    out = {}
+    for r in records:
+        for m in r.get("cache") or []:
+            if not isinstance(m, dict) or m.get("available", True) or m.get("metric") not in metrics:
+                continue
+            mets, why = out.setdefault(m.get("source", "?"), ([], _short_reason(m.get("reason"))))
+            if m["metric"] not in mets:
+                mets.append(m["metric"])
+    return out
+
+
+def _short_reason(reason) -> str:
+    """The gist of an unavailability reason: its last clause (the errno details
+    before it are in the results), at most one line."""
+    text = str(reason or "no reason recorded").split(";")[-1].strip()
+    return text if len(text) <= 90 else text[:87] + "..."
+
+
 @_styled
 def plot_cache(records: list, out_dir: str, *, name: str = "cache_misses", metrics=CACHE_METRICS) -> Paths:
     """Cache misses (and lines / pages touched) per sample by variant, one panel
@@ -199,14 +281,31 @@ def plot_cache(records: list, out_dir: str, *, name: str = "cache_misses", metri
     rows = [row for row in cache_rows(records) if row[2] in metrics]
     by_src = {s: [row for row in rows if row[1] == s] for s in SOURCES}
     present = [s for s in SOURCES if by_src[s]]
+    na = _unavailable(records, metrics)
     if not present:
-        return _empty("no available cache measurement among the records")
+        return _empty("no available cache measurement among the records"
+                      + "".join(f"; {src}: n/a ({why})" for src, (_, why) in na.items()))
     fig = _figure(9, 3.2 * len(present))
     axes = fig.subplots(len(present), 1, squeeze=False)[:, 0]
+    # a source without any measurement here gets no panel, but is named (never silently absent)
+    absent = [f"{src}: n/a ({why})" for src, (_, why) in na.items() if src not in present]
+    if absent:
+        fig.supxlabel("\n".join(absent), fontsize=7)
     for ax, src in zip(axes, present):
         sub = by_src[src]
         variants = list(dict.fromkeys(row[0] for row in sub))
         mets = [m for m in metrics if any(row[2] == m for row in sub)]
+        # say on the panel what it cannot show: metrics not measurable here, and bars of height 0
+        notes = []
+        missing = [m for m in (na.get(src) or ((), ""))[0] if m not in mets]
+        if missing:
+            notes.append(f"n/a here: {', '.join(missing)} ({na[src][1]})")
+        zero = [m for m in mets if all(row[4] == 0 for row in sub if row[2] == m)]
+        if zero:
+            notes.append(f"0 for every variant: {', '.join(zero)}")
+        if notes:
+            ax.text(0.5, 0.5, "\n".join(notes), transform=ax.transAxes, ha="center", va="center", fontsize=7,
+                    wrap=True, bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "#999999"})
         width = 0.8 / max(1, len(mets))
         cmap = matplotlib.colormaps["tab10"]
         for j, met in enumerate(mets):
@@ -230,25 +329,32 @@ def plot_cache(records: list, out_dir: str, *, name: str = "cache_misses", metri
 
 # ---- accuracy against throughput over K, L -------------------------------------------------
 
+P_AT_1_LABELS = {"p_at_1": "P@1, exact (dense) inference", "p_at_1_lsh": "P@1, LSH inference"}
+FAMILY_MARKERS = {"dwta": "o", "wta": "D", "srp": "s", "minhash": "^"}
+
+
 @_styled
-def plot_accuracy_frontier(records: list, out_dir: str, *, name: str = "accuracy_frontier") -> Paths:
-    """P@1 against samples/s, one point per (K, L) setting, colour by K, labelled
-    'K,L'; the line joins the Pareto-optimal points (no other is faster and better)."""
-    recs = [r for r in records if _num(r.get("p_at_1")) is not None and _num(r.get("samples_per_s"))]
+def plot_accuracy_frontier(records: list, out_dir: str, *, name: str = "accuracy_frontier",
+                           metric: str = "p_at_1") -> Paths:
+    """P@1 (`metric`: p_at_1 by exact inference, or p_at_1_lsh) against
+    samples/s, one point per setting: colour by K, marker by hash family,
+    labelled with what varies ('srp K4,L20'; points on top of each other share
+    one label); the line joins the Pareto-optimal points (no other is faster
+    and better)."""
+    recs = [r for r in records if _num(r.get(metric)) is not None and _num(r.get("samples_per_s"))]
     if not recs:
-        return _empty("no record has both p_at_1 and samples_per_s")
+        return _empty(f"no record has both {metric} and samples_per_s")
     fig = _figure(7, 5)
     ax = fig.add_subplot()
     Ks = sorted({r.get("K") for r in recs if r.get("K") is not None}, key=str)
+    fams = list(dict.fromkeys(str(r.get("hash_family")) for r in recs if r.get("hash_family") is not None))
     cmap = matplotlib.colormaps["viridis"]
     for r in recs:
         k = r.get("K")
         c = cmap(Ks.index(k) / max(1, len(Ks) - 1)) if k in Ks else "#7f7f7f"
-        x, y = _num(r["samples_per_s"]), _num(r["p_at_1"])
-        ax.scatter([x], [y], color=c, s=30, zorder=3)
-        tag = f"K{k},L{r.get('L')}" if k is not None or r.get("L") is not None else _label(r)
-        ax.annotate(tag, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=6)
-    pts = sorted(((_num(r["samples_per_s"]), _num(r["p_at_1"])) for r in recs), key=lambda t: -t[0])
+        ax.scatter([_num(r["samples_per_s"])], [_num(r[metric])], color=c, s=30, zorder=3,
+                   marker=FAMILY_MARKERS.get(str(r.get("hash_family")), "o"))
+    pts = sorted(((_num(r["samples_per_s"]), _num(r[metric])) for r in recs), key=lambda t: -t[0])
     front, best = [], -1.0
     for x, y in pts:
         if y > best:
@@ -257,9 +363,13 @@ def plot_accuracy_frontier(records: list, out_dir: str, *, name: str = "accuracy
     ax.plot([p[0] for p in front], [p[1] for p in front], color="k", lw=1, ls="--", label="Pareto frontier")
     for k in Ks:
         ax.scatter([], [], color=cmap(Ks.index(k) / max(1, len(Ks) - 1)), label=f"K={k}")
+    if len(fams) > 1:
+        for f in fams:
+            ax.scatter([], [], color="#7f7f7f", marker=FAMILY_MARKERS.get(f, "o"), label=f)
     ax.legend(fontsize=7)
+    _label_points(ax, [(_num(r["samples_per_s"]), _num(r[metric]), t) for r, t in zip(recs, _tags(recs))])
     ax.set_xlabel("samples/s")
-    ax.set_ylabel("P@1")
+    ax.set_ylabel(P_AT_1_LABELS.get(metric, metric))
     ax.set_title("Accuracy against throughput over K and L")
     return _save(fig, out_dir, name)
 
@@ -269,7 +379,8 @@ def plot_accuracy_frontier(records: list, out_dir: str, *, name: str = "accuracy
 @_styled
 def plot_recall(records: list, out_dir: str, *, name: str = "lsh_recall") -> Paths:
     """LSH recall (of the true labels / top neurons in the active set) against
-    the mean active-set size, one line per hash family."""
+    the mean active-set size, one line per hash family, every point labelled
+    with its K, L (points on top of each other share one label)."""
     recs = [r for r in records if _num(r.get("recall")) is not None and _num(r.get("mean_active"))]
     if not recs:
         return _empty("no record has both recall and mean_active")
@@ -280,8 +391,10 @@ def plot_recall(records: list, out_dir: str, *, name: str = "lsh_recall") -> Pat
     for i, fam in enumerate(fams):
         pts = sorted((_num(r["mean_active"]), _num(r["recall"])) for r in recs
                      if str(r.get("hash_family") or "?") == fam)
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", color=cmap(i % 10), label=fam)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=FAMILY_MARKERS.get(fam, "o"), color=cmap(i % 10),
+                label=fam)
     ax.set_xscale("log")
+    _label_points(ax, [(_num(r["mean_active"]), _num(r["recall"]), t) for r, t in zip(recs, _tags(recs))])
     ax.set_xlabel("mean active-set size (neurons per sample)")
     ax.set_ylabel("recall")
     ax.legend(fontsize=7, title="hash family")
@@ -297,6 +410,9 @@ def plot_convergence(records: list, out_dir: str, *, name: str = "convergence", 
     colour per record carrying a `curve` (SLIDE, dense, sampled softmax, a label
     tree...): exact (dense) inference solid, SLIDE's LSH inference dashed; a
     record with a one-point curve (a tree trained once) is a single marker.
+    Dotted grey: the P@1 of always predicting the most frequent training label
+    (`majority_p_at_1`), which exact inference falls to when one output neuron
+    wins for every input (see the README's compare section).
     target: a horizontal line (e.g. the tuned sampled softmax's final P@1)."""
     recs = [r for r in records if isinstance(r.get("curve"), list) and r["curve"]]
     if not recs:
@@ -323,13 +439,20 @@ def plot_convergence(records: list, out_dir: str, *, name: str = "convergence", 
                 a1.plot([x for x, _ in t], [y for _, y in t], **kw)
             if n:
                 a2.plot([x for x, _ in n], [y for _, y in n], **kw)
+    floor = next((_num(r.get("majority_p_at_1")) for r in recs if _num(r.get("majority_p_at_1")) is not None), None)
+    if floor is not None:
+        for a in (a1, a2):
+            a.axhline(floor, color="#7f7f7f", ls=":", lw=1, label=f"always the most frequent label ({floor:.3f})")
     secs = [_num(p.get("seconds")) for r in recs for p in r["curve"] if isinstance(p, dict)]
     secs = [x for x in secs if x and x > 0]
     if secs and max(secs) / min(secs) > 20:
         a1.set_xscale("log")
+        from matplotlib.ticker import NullFormatter
+
+        a1.xaxis.set_minor_formatter(NullFormatter())  # labels at 2x, 3x, ... run into each other
     if target is not None:
         for a in (a1, a2):
-            a.axhline(target, color="0.5", linewidth=0.8, linestyle=":")
+            a.axhline(target, color="#d62728", linewidth=0.8, linestyle="-.", label=f"target P@1 {target:.3f}")
     a1.set_xlabel("training seconds (wall clock, evaluations excluded)")
     a2.set_xlabel("samples seen")
     for a in (a1, a2):

@@ -35,7 +35,8 @@ _CAPTIONS = {
     "throughput": "Samples/s per variant: bar at the median, whiskers from min to max over the run's repeats, "
                   "×: speedup over the scalar kernel with the same precision, layout, placement and threads. "
                   "Source: records[].samples_per_s, samples_per_s_min/_max (measured wall-clock).",
-    "bytes_vs_time": "Bytes moved per sample against time per sample (1 / samples/s), log-log; dashed line: time "
+    "bytes_vs_time": "Bytes moved per sample against time per sample (1 / samples/s), log axes where the values "
+                     "span a decade; dashed line: time "
                      "at the triad bandwidth measured in the same run ({bw}). Source: records[].bytes_per_sample "
                      "and samples_per_s; triad from workbench.cache.triad_bandwidth.",
     "cache_misses": "Cache misses, lines and pages touched per sample by variant, one panel per source: hw = "
@@ -235,7 +236,50 @@ class _Doc:
 
 # ---- sections -----------------------------------------------------------------------------
 
-def _runtime_section(doc: _Doc, rt) -> None:
+def _size(n) -> str:
+    x = plots._num(n)
+    if x is None:
+        return str(n)
+    from .runtime import format_bytes
+
+    return format_bytes(x)
+
+
+def _caches(rt: dict, cpu: dict) -> tuple:
+    """(row title, text) of the cache sizes: sysfs (runtime 'caches') when the
+    results have it; py-cpuinfo's figures otherwise, said to be so."""
+    c = rt.get("caches") or {}
+    names = [k for k in ("D1", "I1", "L2", "L3", "L4") if plots._num(c.get(k))]
+    if names:
+        title = {"D1": "L1d", "I1": "L1i"}
+        return (f"caches ({str(c.get('from') or '?').split(' (')[0]})",
+                ", ".join(f"{title.get(k, k)} {_size(c[k])}" for k in names))
+    keys = ("l1_data_cache_size", "l2_cache_size", "l3_cache_size")
+    return ("caches (py-cpuinfo: may be totals over cores, or wrong)",
+            ", ".join(f"{k.split('_')[0].upper()} {_size(cpu[k])}" for k in keys if cpu.get(k)) or "–")
+
+
+def _threads(rt: dict, records) -> str:
+    """Threads the measured points ran with / OpenMP's maximum in their workers
+    (the runner's own report has no run threads: each point has its own)."""
+    run, omp = set(), set()
+    for r in records:
+        t = r.get("threads")
+        if not isinstance(t, int) or t <= 0:  # 0: "all"; the worker's OMP_NUM_THREADS says how many
+            t = (r.get("worker_env") or {}).get("OMP_NUM_THREADS")
+        if str(t).isdigit():
+            run.add(int(t))
+        if isinstance(r.get("omp_max_threads"), int):
+            omp.add(r["omp_max_threads"])
+    if isinstance(rt.get("threads"), int):
+        run.add(rt["threads"])
+    if not omp and rt.get("omp_max_threads") is not None:
+        omp.add(rt["omp_max_threads"])
+    show = lambda s: ", ".join(map(str, sorted(s))) or "–"  # noqa: E731
+    return f"{show(run)} / {show(omp)}"
+
+
+def _runtime_section(doc: _Doc, rt, records=()) -> None:
     doc.h(2, "Machine and kernels")
     if not isinstance(rt, dict) or not rt:
         doc.note("No runtime report in the results.")
@@ -243,10 +287,8 @@ def _runtime_section(doc: _Doc, rt) -> None:
     cpu = rt.get("cpu") or {}
     rows = [("CPU", cpu.get("brand_raw") or cpu.get("brand") or rt.get("machine") or "–"),
             ("cores (os / affinity)", f"{rt.get('cpu_count', '–')} / {rt.get('affinity', '–')}"),
-            ("threads (run / OpenMP max)", f"{rt.get('threads', '–')} / {rt.get('omp_max_threads', '–')}"),
-            ("caches (py-cpuinfo)", ", ".join(f"{k.split('_')[0].upper()} {cpu[k]}" for k in
-                                              ("l1_data_cache_size", "l2_cache_size", "l3_cache_size") if cpu.get(k))
-             or "–"),
+            ("threads (run / OpenMP max)", _threads(rt, records)),
+            _caches(rt, cpu),
             ("transparent huge pages", rt.get("thp", "–")),
             ("platform", rt.get("platform", "–")),
             ("python / numpy", f"{rt.get('python', '–')} / {rt.get('numpy', '–')}")]
@@ -263,8 +305,11 @@ def _runtime_section(doc: _Doc, rt) -> None:
         for op, c in chosen.items():
             if isinstance(c, dict):
                 skipped = c.get("skipped") or {}
-                krows.append((op, c.get("chosen", "–"), "; ".join(f"{k}: {v}" for k, v in list(skipped.items())[:4])
-                              + (" …" if len(skipped) > 4 else "")))
+                by_reason = {}  # every skipped kernel, those skipped for one reason together
+                for k, v in skipped.items():
+                    by_reason.setdefault(str(v), []).append(str(k))
+                krows.append((op, c.get("chosen", "–"), "; ".join(f"{', '.join(ks)}: {v}"
+                                                                 for v, ks in by_reason.items())))
             else:
                 krows.append((op, str(c), ""))
         doc.p("Kernel chosen per op" + (" (fp32 selection)" if "kernels_chosen" not in rt else "") + ":")
@@ -459,7 +504,7 @@ def write_report(results_dir: str, out: str | None = None) -> str:
     doc.h(1, "SLIDE workbench results")
     doc.p(f"From {res.get('_source', 'results')} in {os.path.abspath(results_dir)}: {len(records)} record(s)"
           + (f", {len(baselines)} baseline(s)" if baselines else "") + ".")
-    _runtime_section(doc, res.get("runtime"))
+    _runtime_section(doc, res.get("runtime"), records + baselines)
     _grid_section(doc, res.get("grid"))
     _headline(doc, records, bw, bw_src, res.get("triad_by_threads"))
     _phases(doc, records)

@@ -125,7 +125,8 @@ def allocation_failure(cfg: Config, name: str, error: BaseException) -> str:
 
 
 def format_estimate(est: dict) -> str:
-    lines = [f"estimated memory: {est['total_bytes'] / 2**30:.3f} GiB ({est['threads']} threads)"]
+    t = est["threads"]
+    lines = [f"estimated memory: {est['total_bytes'] / 2**30:.3f} GiB ({t} thread{'s' if t != 1 else ''})"]
     for k, v in sorted(est["items"].items(), key=lambda kv: -kv[1]):
         if v:
             lines.append(f"  {k:<32} {v / 2**20:>10.1f} MiB")
