@@ -171,11 +171,16 @@ def test_recipes_resolve_to_the_documented_settings():
     assert (cfg.K, cfg.L, cfg.range_pow, cfg.min_active, cfg.lr, cfg.batch_labels, cfg.sampling) == \
         (6, 50, 18, 1000, 1e-4, 0, "vanilla")
     best, src = recipes.resolve("best", n_labels=670_091)
-    assert best == {"min_active": 0, "batch_labels": 1024, "lr": 3e-3, "K": 6, "range_pow": 18}
-    assert src["K"].startswith("recipe best")
-    # the table geometry follows the label count: about 2.5 neurons per DWTA bucket
-    for n, k in ((100, 2), (2_000, 3), (100_000, 5), (670_091, 6), (5_000_000, 7)):
-        assert recipes.resolve("best", n_labels=n)[0]["K"] == k
+    assert best == {"min_active": 0, "batch_labels": 1024, "lr": 3e-3, "L": 100, "sampling": "threshold",
+                    "threshold": 3, "K": 4, "range_pow": 12}
+    assert src["K"].startswith("recipe best") and src["threshold"] == "recipe best"
+    fast, src = recipes.resolve("fast", n_labels=670_091)
+    assert fast == {"min_active": 0, "batch_labels": 1024, "lr": 3e-3, "K": 6, "range_pow": 18}
+    # the table geometry follows the label count: about 160 (best) and 2.5 (fast) neurons per DWTA bucket
+    for n, kb, kf in ((100, 3, 2), (2_000, 3, 3), (100_000, 3, 5), (670_091, 4, 6), (5_000_000, 5, 7)):
+        assert recipes.resolve("best", n_labels=n)[0]["K"] == kb
+        assert recipes.resolve("fast", n_labels=n)[0]["K"] == kf
+    assert recipes.resolve("best", n_labels=670_091, base={"hash_family": "srp"})[0]["K"] == 12  # 1 bit a hash
     small, src = recipes.resolve("reference", n_labels=2000, preset="small")
     assert small["K"] == 4 and src["K"] == "preset small" and small["compat"] is True
     with pytest.raises(ConfigError, match="unknown recipe"):

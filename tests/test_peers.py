@@ -36,9 +36,13 @@ def test_label_tree_learns_and_predicts_valid_labels():
 def test_compare_runs_the_tree_beside_slide(tmp_path):
     r = subprocess.run([sys.executable, "-m", "workbench", "compare", "--preset", "tiny", "--methods", "slide,plt",
                         "--samples", "1500", "--points", "2", "--eval-samples", "200", "--threads", "1",
-                        "--out", str(tmp_path / "c"), "--quiet"], capture_output=True, text=True, timeout=600)
+                        "--peer-samples", "1200", "--out", str(tmp_path / "c"), "--quiet"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     res = json.loads((tmp_path / "c" / "results.json").read_text())
     tree = [b for b in res["baselines"] if b["engine"] == "plt"]
-    assert len(tree) == 1 and len(tree[0]["curve"]) == 1 and tree[0]["samples"] == 1500
+    assert len(tree) == 1 and len(tree[0]["curve"]) == 1 and tree[0]["samples"] == 1200  # --peer-samples
+    assert [r["samples"] for r in res["records"]] == [1500]
     assert tree[0]["p_at_1"] > tree[0]["majority_p_at_1"]
+    assert res["grid"]["peer_samples"] == 1200
+    facts = res["data_facts"]
+    assert 0 <= facts["prior_p_at_1"] < facts["knn"]["p_at_1"] <= 1

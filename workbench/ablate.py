@@ -1218,26 +1218,55 @@ def time_to(curve: list, target: float, key: str = "p_at_1") -> float | None:
     return None
 
 
+def p_at_seconds(curve: list, seconds: float | None, key: str = "p_at_1") -> float | None:
+    """P@1 of the last evaluation made within `seconds` of training (None if
+    the curve has none): the accuracy a method had at the same wall time."""
+    if seconds is None:
+        return None
+    pts = [p for p in curve if p.get("seconds") is not None and p["seconds"] <= seconds + 1e-9
+           and p.get(key) is not None]
+    return pts[-1][key] if pts else None
+
+
 def headline(records: list, reference: str | None) -> dict:
     """Time to the reference method's final P@1 for every method (exact inference;
-    SLIDE also by LSH inference), and the ratio to the reference's own time."""
+    SLIDE also by LSH inference), the ratio to the reference's own time, and
+    every method's P@1 at the reference's total training time."""
     ref = next((r for r in records if r.get("method") == reference), None)
     if ref is None or not ref.get("curve"):
         return {}
     target = ref["curve"][-1]["p_at_1"]
     t_ref = time_to(ref["curve"], target)
-    out = {"reference": reference, "target_p_at_1": target, "reference_seconds": t_ref, "methods": {}}
+    t_ref_total = ref["curve"][-1]["seconds"]
+    out = {"reference": reference, "target_p_at_1": target, "reference_seconds": t_ref,
+           "reference_train_seconds": t_ref_total, "methods": {}}
     for r in records:
         c = r.get("curve") or []
         t = time_to(c, target)
         row = {"seconds_to_target": t, "speedup": (t_ref / t) if t and t_ref else None,
-               "final_p_at_1": c[-1]["p_at_1"] if c else None, "final_seconds": c[-1]["seconds"] if c else None}
+               "final_p_at_1": c[-1]["p_at_1"] if c else None, "final_seconds": c[-1]["seconds"] if c else None,
+               "p_at_1_at_reference_seconds": p_at_seconds(c, t_ref_total)}
         if r.get("engine") == "slide":
             tl = time_to(c, target, "p_at_1_lsh")
             row.update(seconds_to_target_lsh=tl, speedup_lsh=(t_ref / tl) if tl and t_ref else None,
-                       final_p_at_1_lsh=c[-1].get("p_at_1_lsh") if c else None)
+                       final_p_at_1_lsh=c[-1].get("p_at_1_lsh") if c else None,
+                       p_at_1_lsh_at_reference_seconds=p_at_seconds(c, t_ref_total, "p_at_1_lsh"))
         out["methods"][r.get("method")] = row
     return out
+
+
+def _data_facts(data: dict, eval_samples: int, log=None) -> dict:
+    """The label prior and the 10-NN P@1 on the test points the curves
+    evaluate (workbench.datafacts): what a P@1 means on this data."""
+    from . import datafacts
+    from .data import load_xc
+
+    train, test = load_xc(data["train"]), load_xc(data["test"])
+    f = datafacts.facts(train, test, samples=eval_samples)
+    if log:
+        log(f"compare: data: label prior P@1 {f['prior_p_at_1']:.4f}, 10-nearest-neighbour P@1 "
+            f"{f['knn']['p_at_1']:.4f} on {f['knn']['n']:,} test points ({f['knn']['seconds']:.0f}s)")
+    return f
 
 
 def compare(out_dir: str, *, preset: str = "amazon670k", train: str | None = None, test: str | None = None,
@@ -1245,6 +1274,7 @@ def compare(out_dir: str, *, preset: str = "amazon670k", train: str | None = Non
             methods=("slide", "dense", "sampled"), recipe: str | None = None, threads: int = 0,
             config: dict | None = None, baseline_options: dict | None = None, tune=(), tune_samples: int | None = None,
             tune_grids: dict | None = None, diag_samples: int = 0, reference: str | None = None,
+            peer_samples: int | None = None,
             timeout: float = 7200.0, progress: bool = True, log=_log_to_stderr) -> dict:
     """Train every method on the same data for `samples` samples, evaluating P@1
     `curve_points` times on the way (evaluation time is not train time), one
@@ -1258,7 +1288,9 @@ def compare(out_dir: str, *, preset: str = "amazon670k", train: str | None = Non
     Config values for every method (after recipes and tuning: it wins).
     diag_samples: test points for SLIDE's table diagnostics at every evaluation.
     reference: the method whose final P@1 is the headline's target (default:
-    the sampled softmax when present). Writes results.json (SLIDE's records under
+    the sampled softmax when present). peer_samples: the label tree's training
+    samples (default: samples; its offline training is not a curve, and on a
+    large set one pass can outlast every other method together). Writes results.json (SLIDE's records under
     records, the others under baselines, the sweeps under tuning, time-to-target
     under headline), results.csv and figures/; returns the results dict."""
     from . import runtime
@@ -1275,6 +1307,11 @@ def compare(out_dir: str, *, preset: str = "amazon670k", train: str | None = Non
             raise AblationError("the label tree has no learning rate to tune")
     if curve_points < 1:
         raise AblationError("curve_points must be >= 1")
+    if peer_samples is not None and int(peer_samples) < 1:
+        raise AblationError(f"peer_samples must be >= 1, got {peer_samples}")
+
+    def budget_of(engine: str) -> int:
+        return min(int(samples), int(peer_samples)) if engine == "plt" and peer_samples else int(samples)
     run_cfg = RunSettings(preset=preset, train=train, test=test, data_seed=data_seed, samples=samples, warmup=0,
                           repeats=1, eval_samples=eval_samples, recall_samples=0, interleave="none", hw=False,
                           model=False, triad=False, timeout=timeout)
@@ -1297,13 +1334,15 @@ def compare(out_dir: str, *, preset: str = "amazon670k", train: str | None = Non
         baselines.check_options(sorted({e for e, _, _ in parsed if e != "slide"}), opts_all)
     os.makedirs(out_dir, exist_ok=True)
     data = prepare_data(run_cfg, out_dir, samples, log=log if progress else None)
+    facts = _data_facts(data, eval_samples, log if progress else None)
     ref_name = reference or next((n for n in names if n.split(":")[0] in ("sampled", "torch_sampled")), None)
     results = {"command": "compare", "started": _now(), "runtime": runtime.report(),
                "grid": {"command": "compare", "methods": names, "samples": samples, "recipe": recipe,
                         "curve_points": curve_points, "eval_samples": eval_samples, "fixed": fixed,
                         "tune": tune, "tune_samples": tune_samples, "diag_samples": diag_samples,
+                        "peer_samples": peer_samples,
                         "data": data["source"], "reference": ref_name},
-               "data": data, "records": [], "baselines": [], "failed": [], "tuning": {}}
+               "data": data, "data_facts": facts, "records": [], "baselines": [], "failed": [], "tuning": {}}
     logs = os.path.join(out_dir, "logs")
     os.makedirs(logs, exist_ok=True)
     stop = _Stop(log)
@@ -1313,7 +1352,7 @@ def compare(out_dir: str, *, preset: str = "amazon670k", train: str | None = Non
         g = grids.get(parsed[names.index(name)][0]) or {}
         n_trials += math.prod(len(v) for v in g.values()) if g else 0
     # one bar over every run's samples (sweep trials, then curves), moved at each evaluation
-    bar = Progress(n_trials * t_budget + len(parsed) * samples, enabled=progress, label="compare", unit="samples")
+    bar = Progress(n_trials * t_budget + sum(budget_of(e) for e, _, _ in parsed), enabled=progress, label="compare", unit="samples")
 
     def one(engine, rec, name, extra: dict, budget: int, points: int, label: str, diag: int) -> dict | None:
         p = _method_point(engine, rec, fixed, run_cfg, extra)
@@ -1390,7 +1429,8 @@ def compare(out_dir: str, *, preset: str = "amazon670k", train: str | None = Non
                 break
             extra = dict((results["tuning"].get(name) or {}).get("chosen") or {})
             label = _method_label(engine, rec, extra)
-            r = one(engine, rec, name, extra, samples, curve_points, label, diag_samples if engine == "slide" else 0)
+            r = one(engine, rec, name, extra, budget_of(engine), curve_points, label,
+                    diag_samples if engine == "slide" else 0)
             if r:
                 (results["records"] if engine == "slide" else results["baselines"]).append(r)
             write_results(out_dir, results)

@@ -416,14 +416,9 @@ def _majority_p_at_1(train, test, n_eval: int) -> float:
     """P@1 of always predicting the most frequent training label, on the test
     points the curve evaluates: the floor a curve falls to when one output
     wins for every input."""
-    import numpy as np
+    from .datafacts import prior_p_at_1
 
-    top = int(np.bincount(train.labels, minlength=train.n_labels).argmax())
-    rows = np.flatnonzero(np.diff(test.label_indptr) > 0)[: int(n_eval)]
-    if not len(rows):
-        return 0.0
-    lp = test.label_indptr
-    return float(np.mean([top in test.labels[lp[r]:lp[r + 1]] for r in rows]))
+    return prior_p_at_1(train, test, n_eval)
 
 
 # ---- main loop --------------------------------------------------------------------------------------

@@ -743,7 +743,8 @@ def cmd_report(args) -> int:
 
 COMPARE_GRID_KEYS = {"preset": str, "train": str, "test": str, "data_seed": int, "samples": int, "points": int,
                      "eval_samples": int, "methods": str, "recipe": str, "threads": int, "tune": str,
-                     "tune_samples": int, "diag_samples": int, "reference": str}
+                     "tune_samples": int, "diag_samples": int, "reference": str,
+                     "peer_samples": int}
 
 
 def _compare_grid(args) -> dict:
@@ -810,12 +811,18 @@ def cmd_compare(args) -> int:
                          recipe=args.recipe, threads=args.threads or 0, config=fixed, baseline_options=opts,
                          tune=tuple(x.strip() for x in (args.tune or "").split(",") if x.strip()),
                          tune_samples=args.tune_samples, diag_samples=args.diag_samples, reference=args.reference,
+                         peer_samples=args.peer_samples,
                          progress=not args.quiet)
     rows = []
+    facts = res.get("data_facts") or {}
+    if facts:
+        rows.append(("data", f"label prior P@1 {facts['prior_p_at_1']:.4f}, 10-nearest-neighbour P@1 "
+                             f"{facts['knn']['p_at_1']:.4f} (on {facts['knn']['n']:,} test points)"))
     for r in res["records"] + res["baselines"]:
         last = r["curve"][-1]
-        rows.append((r.get("label", r.get("method")), f"P@1 {last['p_at_1']:.4f} after {last['samples']:,} samples, "
-                                                      f"{last['seconds']:.1f}s training "
+        lsh = f", LSH inference {last['p_at_1_lsh']:.4f}" if last.get("p_at_1_lsh") is not None else ""
+        rows.append((r.get("label", r.get("method")), f"P@1 {last['p_at_1']:.4f}{lsh} after {last['samples']:,} "
+                                                      f"samples, {last['seconds']:.1f}s training "
                                                       f"({r.get('samples_per_s') or 0:,.0f} samples/s)"))
     for name, t in (res.get("tuning") or {}).items():
         rows.append((f"tuned {name}", f"{t['chosen']} (best of {len(t['trials'])} settings after "
@@ -1058,6 +1065,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "e.g. sampled or sampled,slide")
     c.add_argument("--tune-samples", type=int, default=None, metavar="N",
                    help="training samples per sweep setting (default: one epoch, at most --samples)")
+    c.add_argument("--peer-samples", type=int, default=None, metavar="N",
+                   help="training samples for the label tree (plt; default: --samples): one offline pass, "
+                        "which on a large set can outlast every other method together")
     c.add_argument("--diag-samples", type=int, default=None, metavar="N",
                    help="test points for SLIDE's table diagnostics at every evaluation (0: none)")
     c.add_argument("--reference", default=None, metavar="METHOD",
