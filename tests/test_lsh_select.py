@@ -172,7 +172,7 @@ def test_recipes_resolve_to_the_documented_settings():
         (6, 50, 18, 1000, 1e-4, 0, "vanilla")
     best, src = recipes.resolve("best", n_labels=670_091)
     assert best == {"min_active": 0, "batch_labels": 1024, "lr": 3e-3, "L": 100, "sampling": "threshold",
-                    "threshold": 3, "K": 4, "range_pow": 12}
+                    "threshold": 2, "K": 4, "range_pow": 12}
     assert src["K"].startswith("recipe best") and src["threshold"] == "recipe best"
     fast, src = recipes.resolve("fast", n_labels=670_091)
     assert fast == {"min_active": 0, "batch_labels": 1024, "lr": 3e-3, "K": 6, "range_pow": 18}
