@@ -150,3 +150,21 @@ def test_training_with_each_variant_learns_like_scalar(tiny, scalar_p1, isa, pre
     base = scalar_p1[precision]
     assert base > 0.3
     assert abs(p1 - base) <= 0.06, (isa, precision, p1, base)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "bf16act"])
+def test_batched_union_kernels_fall_one_level_not_to_scalar(precision):
+    """The batched strategy's union passes use f32 kernels: at an ISA without
+    one (avx512_bf16 has bf16 kernels only) they take the next level down
+    that has one, not the scalar kernel."""
+    net = Network(Config(n_features=40, n_labels=300, hidden=(16,), K=2, L=4, range_pow=6, precision=precision))
+    have = {(k.op, k.dtype, k.isa) for k in variants.compiled_kernels()}
+    fwd, bwd, _ = net._union_kernels()
+    for op, got in (("fwd_rows", fwd), ("bwd_rows", bwd)):
+        chosen = net.kernels[op].kernel.isa
+        if chosen not in variants.LEVELS:
+            continue  # an emulated kernel was forced
+        want = [lv for lv in variants.LEVELS[: variants.LEVELS.index(chosen) + 1] if (op, "f32", lv) in have][-1]
+        assert got == f"f32/{want}", (op, chosen, got)
+        if chosen != "scalar" and ("fwd_rows", "f32", "avx2") in have:
+            assert got != "f32/scalar"

@@ -233,12 +233,18 @@ class Network:
         products equal the bf16 kernels'), bwd_rows in fp32, and the fused
         row_adam kernel ("" when fuse_update is off)."""
         have = {(k.op, k.dtype, k.isa) for k in variants.compiled_kernels()}
-        fwd_isa = self.kernels["fwd_rows"].kernel.isa
-        bwd_isa = self.kernels["bwd_rows"].kernel.isa
-        if ("fwd_rows", "f32", fwd_isa) not in have:
-            fwd_isa = "scalar"
-        if ("bwd_rows", "f32", bwd_isa) not in have:
-            bwd_isa = "scalar"
+
+        def f32_isa(op: str) -> str:
+            # the op's ISA when it has an f32 kernel there, else the next level down that has one
+            # (avx512_bf16 has bf16 kernels only: its union passes run the avx512 f32 kernels)
+            isa = self.kernels[op].kernel.isa
+            if isa in variants.LEVELS:
+                for lower in variants.LEVELS[variants.LEVELS.index(isa)::-1]:
+                    if (op, "f32", lower) in have:
+                        return lower
+            return isa if (op, "f32", isa) in have else "scalar"
+
+        fwd_isa, bwd_isa = f32_isa("fwd_rows"), f32_isa("bwd_rows")
         fused = self.kernels["row_adam"].kernel.name if self.config.fuse_update else ""
         return f"f32/{fwd_isa}", f"f32/{bwd_isa}", fused
 
