@@ -365,3 +365,19 @@ def test_info_prints_cache_sizes_once_from_the_best_source(tmp_path):
     if not rep["caches"]["from"].startswith("unavailable"):  # no sysfs, lscpu or py-cpuinfo figures at all
         assert "KiB" in rep["caches"]["text"]
     assert not any(k.endswith("_cache_size") for k in rep.get("cpu", {}))  # py-cpuinfo's figures are not repeated
+
+
+def test_preset_beside_train_files_supplies_its_settings(tiny_files, tmp_path):
+    # --preset next to --train is not ignored: its suggested settings apply to the file's data, and say so
+    train, test = tiny_files
+    common = ["train", "--train", train, "--test", test, "--recipe", "reference", "--max-samples", 300,
+              "--eval-samples", 50, "--quiet"]
+    r = run(*common, "--preset", "small", "--json", tmp_path / "a.json")
+    assert r.returncode == 0, r.stderr
+    assert "K=4 [preset small]" in r.stdout and "L=20 [preset small]" in r.stdout
+    cfg = json.loads((tmp_path / "a.json").read_text())["config"]
+    assert (cfg["K"], cfg["L"]) == (4, 20)
+    r = run(*common, "--json", tmp_path / "b.json")
+    assert r.returncode == 0, r.stderr
+    assert "[preset" not in r.stdout
+    assert json.loads((tmp_path / "b.json").read_text())["config"]["K"] == 6  # the reference recipe's own

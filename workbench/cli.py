@@ -264,6 +264,8 @@ def cmd_train(args) -> int:
     for path in (args.json, args.save):
         if path and os.path.isdir(path):
             raise ConfigError(f"{path}: is a directory (expected a file path)")
+    # --preset beside --train: the preset's suggested hyper-parameters apply to the file's data
+    args.preset_named = args.preset is not None
     if args.preset is None:
         args.preset = "amazon670k"
     epochs = args.epochs if args.epochs is not None else 1.0
@@ -274,7 +276,7 @@ def cmd_train(args) -> int:
     recipe = args.recipe or recipes.DEFAULT
     recipes.get(recipe)  # an unknown name fails before any data is read
     if args.recipe:  # named on this command line: a resumed run must agree with it too
-        rv, _ = recipes.resolve(recipe, n_labels=_label_count(args), preset=None if args.train else args.preset,
+        rv, _ = recipes.resolve(recipe, n_labels=_label_count(args), preset=_settings_preset(args),
                                 base=user_cfg)
         user_cfg = {**rv, **user_cfg}
     if args.dry_run:
@@ -289,7 +291,7 @@ def cmd_train(args) -> int:
         from .network import check_same_shape
 
         check_same_shape(train, test)
-    rvals, rsources = recipes.resolve(recipe, n_labels=train.n_labels, preset=None if args.train else args.preset,
+    rvals, rsources = recipes.resolve(recipe, n_labels=train.n_labels, preset=_settings_preset(args),
                                       base=_config_dict(args, base))
     cfg = _config_from_args(args, train.n_features, train.n_labels, {**rvals, **base})
     explicit = _config_dict(args, base)
@@ -503,6 +505,14 @@ def _run_value(path: str, key: str, val, action):
     return val
 
 
+def _settings_preset(args) -> str | None:
+    """The preset whose suggested hyper-parameters a recipe starts from: the
+    generated data's, or one named with --preset beside --train."""
+    if not args.train or getattr(args, "preset_named", False):
+        return args.preset
+    return None
+
+
 def _label_count(args) -> int:
     """Labels of the training data (the file's header, or the preset) without loading it."""
     from . import synthetic
@@ -531,7 +541,7 @@ def _dry_run(args, base: dict, epochs: float, recipe: str) -> int:
         max_labels = int(4 * p.mean_labels + 16)
     from . import recipes
 
-    rvals, _ = recipes.resolve(recipe, n_labels=n_labels, preset=None if args.train else args.preset,
+    rvals, _ = recipes.resolve(recipe, n_labels=n_labels, preset=_settings_preset(args),
                                base=_config_dict(args, base))
     cfg = _config_from_args(args, n_features, n_labels, {**rvals, **base})
     est = resources.with_available(resources.estimate(cfg, data_bytes=data_bytes, max_labels=max_labels))
