@@ -404,21 +404,15 @@ def _curve(st: _State, cmd: dict, notify=None) -> dict:
                                "eval_samples labelled test points; p_at_1_lsh (SLIDE) = LSH inference"}
     if st.engine == "plt":
         rec["options"] = getattr(st.model, "options", None)
-    rec["majority_p_at_1"] = _majority_p_at_1(st.train, st.test, n_eval)
+    from .datafacts import prior_p_at_1  # (imports after the worker's environment is set)
+
+    # the floor a curve falls to when one output wins for every input
+    rec["majority_p_at_1"] = prior_p_at_1(st.train, st.test, n_eval)
     if st.engine == "slide":
         rec["p_at_1_lsh"] = last.get("p_at_1_lsh")
         rec["lsh"] = {k: last.get(k) for k in ("label_recall", "mean_active", "mean_candidates", "rehashes")}
         rec["kernels"] = {op: c.kernel.name for op, c in st.model.kernels.items()}
     return {"type": "curve", "record": rec}
-
-
-def _majority_p_at_1(train, test, n_eval: int) -> float:
-    """P@1 of always predicting the most frequent training label, on the test
-    points the curve evaluates: the floor a curve falls to when one output
-    wins for every input."""
-    from .datafacts import prior_p_at_1
-
-    return prior_p_at_1(train, test, n_eval)
 
 
 # ---- main loop --------------------------------------------------------------------------------------

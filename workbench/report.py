@@ -464,8 +464,8 @@ def _time_to_accuracy(doc: _Doc, res: dict) -> None:
     doc.h(2, "Time to accuracy")
     doc.p(f"Target: P@1 {_fmt(hl['target_p_at_1'], 4)}, the final P@1 of {hl['reference']} "
           f"(reached in {_fmt(hl.get('reference_seconds'))} s of training). Times interpolate linearly between "
-          f"evaluations; speed-up = the reference's time / the method's. 'At {_fmt(hl.get('reference_train_seconds'))} s': "
-          f"P@1 at the last evaluation within the reference's whole training time (same seconds).")
+          f"evaluations; speed-up = the reference's time / the method's. 'at ref. seconds': P@1 at the last "
+          f"evaluation within the reference's whole training time ({_fmt(hl.get('reference_train_seconds'))} s).")
     rows = []
     for name, m in hl["methods"].items():
         rows.append((name, _fmt(m.get("final_p_at_1"), 4), _fmt(m.get("final_p_at_1_lsh"), 4),
