@@ -112,31 +112,16 @@ def fuzz(n, deadline_s=2.0, **kw):
                     **kw)
 
 
-# One watchdog per test, armed once: arming and cancelling faulthandler's
-# timer for every example (tens of thousands of times a run) once ended in a
-# segfault inside faulthandler.cancel_dump_traceback_later, in 1 of 12 full
-# runs, with the same fuzz clean under ASan; a hang is still caught, per test.
-TEST_WATCHDOG_S = 1800
-
-
-@pytest.fixture(autouse=True)
-def _test_watchdog():
-    """Kill the process with every thread's traceback if a test hangs (a
-    hypothesis deadline only fires after a call returns; a C loop never
-    returns)."""
+@contextlib.contextmanager
+def watchdog(seconds):
+    """Kill the process with every thread's traceback if the body hangs (a
+    deadline only fires after a call returns; a C loop never returns)."""
     # the real stderr: pytest's --capture=sys replaces sys.stderr by an object without a file descriptor
-    faulthandler.dump_traceback_later(TEST_WATCHDOG_S, exit=True, file=sys.__stderr__)
+    faulthandler.dump_traceback_later(seconds, exit=True, file=sys.__stderr__)
     try:
         yield
     finally:
         faulthandler.cancel_dump_traceback_later()
-
-
-@contextlib.contextmanager
-def watchdog(seconds):
-    """Where a single call must not hang: the per-test watchdog covers it
-    (seconds: the call's own bound, kept as documentation of the budget)."""
-    yield
 
 
 @contextlib.contextmanager
